@@ -1,0 +1,333 @@
+// Package auth verifies OAuth 2.1 access tokens (JWT, RFC 9068) and DPoP
+// proofs (RFC 9449) for a resource server.
+//
+// It is pure: no listeners, no Redis, and the time is always a parameter.
+// The caller (the gateway) claims the proof's replay key in a store once
+// Verify has passed, and turns an *Error into an HTTP answer.
+package auth
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// IssuerOptions configures one trusted authorization server.
+type IssuerOptions struct {
+	Issuer             string   // exact iss value
+	JWKSURI            string   // "" to discover (RFC 8414, then OIDC)
+	Audiences          []string // aud must contain one of these
+	Algorithms         []string // asymmetric JWS algorithms accepted
+	RequireTyp         bool     // header typ must be at+jwt (RFC 9068 §4)
+	RefreshInterval    time.Duration
+	MinRefreshInterval time.Duration
+}
+
+// Options configures a Verifier.
+type Options struct {
+	Issuers        []IssuerOptions
+	DPoPAlgorithms []string      // algorithms accepted for proofs
+	MaxAge         time.Duration // how old a proof's iat may be
+	ClockSkew      time.Duration // tolerance for iat, nbf, exp
+	// Nonces, when set, makes a server nonce mandatory in every proof.
+	Nonces *NonceSource
+	// TierClaim names the token claim that selects a rate-limit tier.
+	TierClaim string
+	// TokenCacheSize bounds the verified-token cache (default 100,000).
+	TokenCacheSize int
+	// MaxCredentialBytes bounds the token and proof sizes (default 8192).
+	MaxCredentialBytes int
+	// HTTPClient fetches metadata and JWKS (default: 10s timeout).
+	HTTPClient *http.Client
+	// OnFetch, when set, is called after every JWKS fetch (metrics).
+	OnFetch func(issuer string, err error)
+}
+
+// Verifier checks credentials against its configuration. Build it with New;
+// it is safe for concurrent use.
+type Verifier struct {
+	issuers   map[string]*issuer
+	order     []*issuer
+	proofAlgs algSet
+	maxAge    time.Duration
+	skew      time.Duration
+	nonces    *NonceSource
+	tierClaim string
+	tokens    *tokenCache
+	jwks      *jwkCache
+	maxCred   int
+}
+
+type issuer struct {
+	name       string
+	audiences  []string
+	algs       algSet
+	requireTyp bool
+	keys       *keySet
+}
+
+func (iss *issuer) audienceOK(aud audience) bool {
+	for _, a := range aud {
+		if slices.Contains(iss.audiences, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// New checks opts and builds a Verifier. It fetches nothing: call Run (or
+// let the first token trigger a fetch).
+func New(opts Options) (*Verifier, error) {
+	proofAlgs, err := newAlgSet(opts.DPoPAlgorithms)
+	if err != nil {
+		return nil, fmt.Errorf("dpop algorithms: %w", err)
+	}
+	if opts.MaxAge <= 0 {
+		return nil, errors.New("max age must be positive")
+	}
+	client := opts.HTTPClient
+	if client == nil {
+		client = &http.Client{Timeout: fetchTimeout}
+	}
+	v := &Verifier{
+		issuers:   make(map[string]*issuer),
+		proofAlgs: proofAlgs,
+		maxAge:    opts.MaxAge,
+		skew:      opts.ClockSkew,
+		nonces:    opts.Nonces,
+		tierClaim: opts.TierClaim,
+		tokens:    newTokenCache(cmp(opts.TokenCacheSize, 100_000)),
+		jwks:      newJWKCache(10_000),
+		maxCred:   cmp(opts.MaxCredentialBytes, 8192),
+	}
+	for _, o := range opts.Issuers {
+		algs, err := newAlgSet(o.Algorithms)
+		if err != nil {
+			return nil, fmt.Errorf("issuer %s: %w", o.Issuer, err)
+		}
+		if _, dup := v.issuers[o.Issuer]; dup || o.Issuer == "" {
+			return nil, fmt.Errorf("issuer %q is empty or configured twice", o.Issuer)
+		}
+		if len(o.Audiences) == 0 {
+			return nil, fmt.Errorf("issuer %s: no audiences", o.Issuer)
+		}
+		iss := &issuer{
+			name:       o.Issuer,
+			audiences:  slices.Clone(o.Audiences),
+			algs:       algs,
+			requireTyp: o.RequireTyp,
+			keys: &keySet{
+				issuer:      o.Issuer,
+				configured:  o.JWKSURI,
+				client:      client,
+				every:       cmp(o.RefreshInterval, 15*time.Minute),
+				minInterval: cmp(o.MinRefreshInterval, 5*time.Second),
+				observe:     opts.OnFetch,
+			},
+		}
+		v.issuers[o.Issuer] = iss
+		v.order = append(v.order, iss)
+	}
+	return v, nil
+}
+
+// cmp returns v, or def when v is the zero value.
+func cmp[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Request is one HTTP request's credentials and target.
+type Request struct {
+	Method        string
+	URL           string   // the request URI as the client addressed it: scheme://host/path
+	Authorization []string // every Authorization header value
+	DPoP          []string // every DPoP header value
+	RequireDPoP   bool     // the route refuses Bearer tokens
+	Now           time.Time
+}
+
+// Result is what Verify established. A request without Authorization is
+// anonymous: Principal is nil, and it is for the caller to decide whether
+// the route allows that.
+type Result struct {
+	Scheme    string // "DPoP", "Bearer" or ""
+	Principal *Principal
+	Proof     *Proof // set for the DPoP scheme; claim Proof.ReplayKey
+}
+
+// Verify checks the request's credentials: the Authorization header, the
+// access token (RFC 9068) and, for the DPoP scheme, the proof (RFC 9449
+// §4.3 and §7.1). Every failure is an *Error.
+func (v *Verifier) Verify(ctx context.Context, req Request) (Result, error) {
+	scheme, token, err := v.parseAuthorization(req.Authorization)
+	if err != nil || scheme == "" {
+		return Result{}, err
+	}
+	fail := func(err error) (Result, error) {
+		if e := AsError(err); e != nil && e.Scheme == "" {
+			e.Scheme = scheme
+		}
+		return Result{Scheme: scheme}, err
+	}
+	if scheme == "Bearer" && req.RequireDPoP {
+		return Result{Scheme: scheme}, &Error{Code: InvalidToken, Reason: ReasonBearerRefused, Scheme: "DPoP",
+			Err: errors.New("this route takes DPoP-bound tokens only")}
+	}
+	if scheme == "DPoP" {
+		// §4.3 item 1 first: it costs nothing and spares a token check.
+		if _, err := checkSingleHeader(req.DPoP); err != nil {
+			return fail(err)
+		}
+		for _, h := range req.DPoP {
+			if len(h) > v.maxCred {
+				return fail(proofError(ReasonMalformedProof, "DPoP header larger than %d bytes", v.maxCred))
+			}
+		}
+	}
+	sum := sha256.Sum256([]byte(token))
+	p, err := v.verifyToken(ctx, token, sum, req.Now)
+	if err != nil {
+		return fail(err)
+	}
+	if scheme == "Bearer" {
+		if p.JKT != "" {
+			// RFC 9449 §7.2: a DPoP-bound token sent as a bearer token.
+			return fail(tokenError(ReasonBearerDowngrade, "DPoP-bound token presented with the Bearer scheme"))
+		}
+		return Result{Scheme: scheme, Principal: p}, nil
+	}
+	if p.JKT == "" {
+		return fail(tokenError(ReasonUnboundDPoP, "DPoP scheme with a token that has no cnf.jkt"))
+	}
+	htu, err := NormalizeHTU(req.URL)
+	if err != nil {
+		return fail(proofError(ReasonHTUMismatch, "request URI %q does not normalise", truncate(req.URL)))
+	}
+	proof, err := v.checkProof(proofInput{
+		headers: req.DPoP, method: req.Method, htu: htu, ath: sum, jkt: p.JKT, now: req.Now,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	return Result{Scheme: scheme, Principal: p, Proof: &proof}, nil
+}
+
+// parseAuthorization reads the one Authorization header a request may carry
+// (RFC 9110 §11.6.2): scheme DPoP or Bearer (case-insensitive), one or more
+// spaces, a token68. No header: scheme "".
+func (v *Verifier) parseAuthorization(values []string) (scheme, token string, err error) {
+	switch len(values) {
+	case 0:
+		return "", "", nil
+	case 1:
+	default:
+		return "", "", &Error{Code: InvalidRequest, Reason: ReasonMultipleAuthorization, Err: fmt.Errorf("%d Authorization headers", len(values))}
+	}
+	h := values[0]
+	if len(h) > v.maxCred {
+		return "", "", &Error{Code: InvalidRequest, Reason: ReasonCredentialTooLarge, Err: fmt.Errorf("Authorization header larger than %d bytes", v.maxCred)}
+	}
+	s, t, ok := strings.Cut(h, " ")
+	t = strings.TrimLeft(t, " ")
+	switch {
+	case strings.EqualFold(s, "DPoP"):
+		scheme = "DPoP"
+	case strings.EqualFold(s, "Bearer"):
+		scheme = "Bearer"
+	default:
+		return "", "", &Error{Code: InvalidRequest, Reason: ReasonUnsupportedScheme, Err: errors.New("Authorization scheme is neither DPoP nor Bearer")}
+	}
+	if !ok || !isToken68(t) {
+		return "", "", &Error{Code: InvalidRequest, Reason: ReasonMalformedAuthorization, Scheme: scheme, Err: errors.New("Authorization value is not one token68")}
+	}
+	return scheme, t, nil
+}
+
+// isToken68: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+// (RFC 9110 §11.2).
+func isToken68(s string) bool {
+	end := len(strings.TrimRight(s, "="))
+	if end == 0 {
+		return false
+	}
+	for i := 0; i < end; i++ {
+		c := s[i]
+		if !(isUnreserved(c) || c == '+' || c == '/') {
+			return false
+		}
+	}
+	return true
+}
+
+// Run refreshes every issuer's keys on schedule until ctx ends: first at
+// once, then at each issuer's refresh interval (or sooner when the JWKS
+// response's Cache-Control says so), with backoff after failures. clock
+// may be nil (time.Now).
+func (v *Verifier) Run(ctx context.Context, clock func() time.Time) {
+	if clock == nil {
+		clock = time.Now
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		for _, iss := range v.order {
+			iss.keys.refreshIfDue(ctx, clock())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// IssuerState is what the admin listener reports about one issuer.
+type IssuerState struct {
+	Issuer    string
+	Loaded    bool      // keys are in memory
+	FetchedAt time.Time // when they were fetched
+}
+
+// Issuers reports the key state of every issuer, in config order.
+func (v *Verifier) Issuers() []IssuerState {
+	out := make([]IssuerState, 0, len(v.order))
+	for _, iss := range v.order {
+		loaded, at := iss.keys.state()
+		out = append(out, IssuerState{Issuer: iss.name, Loaded: loaded, FetchedAt: at})
+	}
+	return out
+}
+
+// ReplayTTL is how long a proof's replay key must be kept: a proof is
+// accepted for max age after its iat, and its iat may lie skew in the future
+// or past, so max age plus twice the skew covers every proof still valid.
+func (v *Verifier) ReplayTTL() time.Duration { return v.maxAge + 2*v.skew }
+
+// Nonce returns the DPoP-Nonce to hand out at now, or "" when nonces are off.
+func (v *Verifier) Nonce(now time.Time) string {
+	if v.nonces == nil {
+		return ""
+	}
+	return v.nonces.Nonce(now)
+}
+
+// ProofAlgorithms lists the algorithms accepted for proofs, sorted, for the
+// algs parameter of a DPoP challenge (RFC 9449 §7.1).
+func (v *Verifier) ProofAlgorithms() []string {
+	out := make([]string, 0, len(v.proofAlgs))
+	for n := range v.proofAlgs {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
