@@ -53,8 +53,12 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // values.
 type Prefix struct{ netip.Prefix }
 
-// ParsePrefix parses an IP address or CIDR as in trusted_proxies.
+// ParsePrefix parses an IP address or CIDR as in trusted_proxies. The
+// empty string gives the zero Prefix, which is not valid (Validate says so).
 func ParsePrefix(s string) (Prefix, error) {
+	if s == "" {
+		return Prefix{}, nil
+	}
 	bad := fmt.Errorf("%q is not an IP address or CIDR", s)
 	if strings.Contains(s, "%") {
 		return Prefix{}, bad // zones name interfaces, not networks

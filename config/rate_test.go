@@ -131,7 +131,6 @@ func TestParsePrefix(t *testing.T) {
 		{"fail/zone", "fe80::1%eth0", ""},
 		{"fail/bits", "10.0.0.0/33", ""},
 		{"fail/name", "localhost", ""},
-		{"fail/empty", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -146,6 +145,9 @@ func TestParsePrefix(t *testing.T) {
 				t.Fatalf("ParsePrefix(%q): got %v, %v, want %s", tt.in, got, err, tt.want)
 			}
 		})
+	}
+	if p, err := ParsePrefix(""); err != nil || p.IsValid() {
+		t.Errorf(`ParsePrefix(""): got %v, %v, want the zero Prefix`, p, err)
 	}
 	p, _ := ParsePrefix("::ffff:192.0.2.1")
 	if !p.Contains(netip.MustParseAddr("192.0.2.1")) {
