@@ -1,0 +1,275 @@
+package config
+
+import (
+	"errors"
+	"maps"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Validate reports every problem in c, each an *Error with its key path
+// (and, for a parsed Config, its file and line), joined in file order; nil
+// when c is ready to use. It checks that the files c names exist, and
+// never modifies c.
+func (c *Config) Validate() error {
+	if c == nil {
+		return errors.New("config: Validate called on a nil *Config")
+	}
+	return join(c.locate(c.check()))
+}
+
+func (c *Config) locate(ps []problem) []*Error {
+	errs := make([]*Error, len(ps))
+	for i, p := range ps {
+		errs[i] = c.src.locate(p)
+	}
+	return errs
+}
+
+// check lists c's problems section by section.
+func (c *Config) check() []problem {
+	var p problems
+	c.Server.check(&p)
+	oneOf(&p, "log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf(&p, "log.format", c.Log.Format, "json", "text")
+	c.checkIssuers(&p)
+	c.DPoP.check(&p)
+	oneOf(&p, "replay.backend", c.Replay.Backend, BackendMemory, BackendRedis)
+	oneOf(&p, "replay.on_error", c.Replay.OnError, FailClosed, FailOpen)
+	atLeast(&p, "replay.max_entries", c.Replay.MaxEntries, 1)
+	c.checkRedis(&p)
+	c.RateLimits.check(&p)
+	c.checkRoutes(&p)
+	return p
+}
+
+func (s *Server) check(p *problems) {
+	if !hostPort(s.Listen, false) {
+		p.add("server.listen", `%q is not host:port, such as ":8080" or "127.0.0.1:8080"`, s.Listen)
+	}
+	switch {
+	case s.AdminListen == AdminOff:
+	case !hostPort(s.AdminListen, false):
+		p.add("server.admin_listen", `%q is not host:port, such as "127.0.0.1:9090", or "off"`, s.AdminListen)
+	case sameAddress(s.Listen, s.AdminListen):
+		p.add("server.admin_listen", "%q is the same address as server.listen (%q)", s.AdminListen, s.Listen)
+	}
+	if s.PublicURL != "" {
+		if u, ok := httpURL(p, "server.public_url", s.PublicURL, false); ok && u.Path != "" && u.Path != "/" {
+			p.add("server.public_url", "%q must be an origin such as https://api.example.com, without a path", s.PublicURL)
+		}
+	}
+	for i, pr := range s.TrustedProxies {
+		if !pr.IsValid() {
+			p.add(item("server.trusted_proxies", i), "is not an IP address or CIDR")
+		}
+	}
+	switch t := s.TLS; {
+	case t.CertFile != "" && t.KeyFile == "":
+		p.add("server.tls.key_file", "is required when server.tls.cert_file is set")
+	case t.CertFile == "" && t.KeyFile != "":
+		p.add("server.tls.cert_file", "is required when server.tls.key_file is set")
+	}
+	if s.TLS.CertFile != "" {
+		file(p, "server.tls.cert_file", s.TLS.CertFile)
+	}
+	if s.TLS.KeyFile != "" {
+		file(p, "server.tls.key_file", s.TLS.KeyFile)
+	}
+	positive(p, "server.read_header_timeout", s.ReadHeaderTimeout)
+	positive(p, "server.read_timeout", s.ReadTimeout)
+	positive(p, "server.idle_timeout", s.IdleTimeout)
+	between(p, "server.max_header_bytes", s.MaxHeaderBytes, 4<<10, 1<<20)
+	between(p, "server.max_credential_bytes", s.MaxCredentialBytes, 1<<10, 64<<10)
+	if s.MaxCredentialBytes > s.MaxHeaderBytes && s.MaxHeaderBytes >= 4<<10 {
+		p.add("server.max_credential_bytes", "%d is more than server.max_header_bytes (%d); such a header could never arrive",
+			s.MaxCredentialBytes, s.MaxHeaderBytes)
+	}
+	notNegative(p, "server.shutdown_grace", s.ShutdownGrace)
+}
+
+func (c *Config) checkIssuers(p *problems) {
+	first := map[string]int{}
+	for i := range c.Issuers {
+		iss, path := &c.Issuers[i], item("issuers", i)
+		if required(p, path+".issuer", iss.Issuer) {
+			httpURL(p, path+".issuer", iss.Issuer, false)
+			if j, dup := first[iss.Issuer]; dup {
+				p.add(path+".issuer", "%q is already issuers[%d]", iss.Issuer, j)
+			} else {
+				first[iss.Issuer] = i
+			}
+		}
+		if iss.JWKSURI != "" {
+			httpURL(p, path+".jwks_uri", iss.JWKSURI, true)
+		}
+		if len(iss.Audiences) == 0 {
+			p.add(path+".audiences", "needs at least one audience")
+		}
+		for j, a := range iss.Audiences {
+			required(p, item(path+".audiences", j), a)
+		}
+		algorithms(p, path+".algorithms", iss.Algorithms)
+		positive(p, path+".refresh_interval", iss.RefreshInterval)
+		positive(p, path+".min_refresh_interval", iss.MinRefreshInterval)
+		if iss.MinRefreshInterval > iss.RefreshInterval {
+			p.add(path+".min_refresh_interval", "%s is longer than refresh_interval (%s)", iss.MinRefreshInterval, iss.RefreshInterval)
+		}
+		if iss.Introspection != nil {
+			iss.Introspection.check(p, path+".introspection")
+		}
+	}
+}
+
+func (in *Introspection) check(p *problems, path string) {
+	if in.Endpoint != "" {
+		httpURL(p, path+".endpoint", in.Endpoint, true)
+	}
+	required(p, path+".client_id", in.ClientID)
+	if in.ClientSecretEnv != "" {
+		if err := envName(in.ClientSecretEnv); err != nil {
+			p.add(path+".client_secret_env", "%v", err)
+		} else if in.ClientSecret == "" {
+			p.add(path+".client_secret_env", "environment variable %s is empty or unset", in.ClientSecretEnv)
+		}
+	}
+	secret := in.ClientSecret != "" || in.ClientSecretEnv != ""
+	switch {
+	case in.PrivateKeyFile != "" && secret:
+		p.add(path+".private_key_file", "cannot be used together with a client secret; choose one")
+	case in.PrivateKeyFile != "":
+		file(p, path+".private_key_file", in.PrivateKeyFile)
+	case !secret:
+		p.add(path+".client_secret", "is required: set client_secret, client_secret_env or private_key_file")
+	}
+	notNegative(p, path+".cache_ttl", in.CacheTTL)
+	notNegative(p, path+".negative_cache_ttl", in.NegativeCacheTTL)
+	positive(p, path+".timeout", in.Timeout)
+}
+
+// minNonceSecret is the shortest HMAC key accepted for nonces: 256 bits,
+// the output size of HMAC-SHA256 (RFC 2104 section 3).
+const minNonceSecret = 32
+
+func (d *DPoP) check(p *problems) {
+	positive(p, "dpop.max_age", d.MaxAge)
+	notNegative(p, "dpop.clock_skew", d.ClockSkew)
+	algorithms(p, "dpop.algorithms", d.Algorithms)
+	if d.Nonce.Enabled && required(p, "dpop.nonce.secret", d.Nonce.Secret) && len(d.Nonce.Secret) < minNonceSecret {
+		p.add("dpop.nonce.secret", "must be at least %d bytes, got %d", minNonceSecret, len(d.Nonce.Secret))
+	}
+	positive(p, "dpop.nonce.lifetime", d.Nonce.Lifetime)
+}
+
+func (c *Config) checkRedis(p *problems) {
+	r := &c.Redis
+	var users []string
+	if c.Replay.Backend == BackendRedis {
+		users = append(users, "replay.backend")
+	}
+	if c.RateLimits.Backend == BackendRedis {
+		users = append(users, "rate_limits.backend")
+	}
+	switch {
+	case r.URL != "" && len(r.Addrs) > 0:
+		p.add("redis.addrs", "cannot be used together with redis.url")
+	case r.URL == "" && len(r.Addrs) == 0 && len(users) > 0:
+		verb := map[bool]string{false: "is", true: "are"}[len(users) > 1]
+		p.add("redis.url", "is required (or redis.addrs) when %s %s redis", strings.Join(users, " and "), verb)
+	}
+	if r.URL != "" {
+		redisURL(p, r.URL)
+	}
+	for i, a := range r.Addrs {
+		if !hostPort(a, true) {
+			p.add(item("redis.addrs", i), `%q is not host:port, such as "redis:6379"`, a)
+		}
+	}
+	oneOf(p, "redis.mode", r.Mode, "", RedisSingle, RedisCluster, RedisSentinel)
+	switch r.Mode {
+	case RedisCluster, RedisSentinel:
+		if r.URL != "" {
+			p.add("redis.mode", "%s needs redis.addrs; redis.url is for a single server", r.Mode)
+		}
+	default:
+		if len(r.Addrs) > 1 {
+			p.add("redis.addrs", "has %d addresses; a single server takes one (set redis.mode to cluster or sentinel)", len(r.Addrs))
+		}
+	}
+	if r.Mode == RedisSentinel {
+		required(p, "redis.master_name", r.MasterName)
+	} else if r.MasterName != "" {
+		p.add("redis.master_name", "is only used with redis.mode sentinel")
+	}
+	if r.Mode == RedisCluster && r.DB != 0 {
+		p.add("redis.db", "must be 0 in cluster mode, got %d", r.DB)
+	}
+	atLeast(p, "redis.db", r.DB, 0)
+	atLeast(p, "redis.pool_size", r.PoolSize, 0)
+	positive(p, "redis.timeout", r.Timeout)
+}
+
+// redisURL checks a redis:// or rediss:// URL as go-redis will read it,
+// without ever echoing its password.
+func redisURL(p *problems, s string) {
+	u, err := url.Parse(s)
+	if err != nil {
+		p.add("redis.url", "%s is not a URL", shownURL(s))
+		return
+	}
+	if u.Scheme != "redis" && u.Scheme != "rediss" {
+		p.add("redis.url", "%s must start with redis:// or rediss://", shownURL(s))
+		return
+	}
+	if _, err := redis.ParseURL(s); err != nil {
+		p.add("redis.url", "%s is not a Redis URL: %s", shownURL(s), strings.TrimPrefix(err.Error(), "redis: "))
+	}
+}
+
+var tierName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+
+func (l *RateLimits) check(p *problems) {
+	oneOf(p, "rate_limits.backend", l.Backend, BackendLocal, BackendRedis)
+	oneOf(p, "rate_limits.on_error", l.OnError, FailLocal, FailOpen, FailClosed)
+	for _, name := range []string{TierAnonymous, TierClient} {
+		if _, ok := l.Tiers[name]; !ok {
+			p.add("rate_limits.tiers", "needs the %s tier", name)
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(l.Tiers)) {
+		path := child("rate_limits.tiers", name)
+		if !tierName.MatchString(name) {
+			p.add(path, "%q is not a tier name: lower-case letters, digits, _ and -, starting with a letter, at most 32", name)
+		}
+		l.Tiers[name].check(p, path)
+	}
+	if l.AnonymousIPCap != nil {
+		l.AnonymousIPCap.check(p, "rate_limits.anonymous_ip_cap")
+	}
+	l.AuthFailures.check(p, "rate_limits.auth_failures")
+	atLeast(p, "rate_limits.max_keys", l.MaxKeys, 1)
+}
+
+func (t Tier) check(p *problems, path string) {
+	if rate(p, path+".rate", t.Rate) {
+		atLeast(p, path+".burst", t.Burst, 1) // burst defaults to the rate's count
+	}
+}
+
+// rate checks a Rate built in Go as ParseRate would; false if it is bad.
+func rate(p *problems, path string, r Rate) bool {
+	switch {
+	case r == Rate{}:
+		p.add(path, "is required")
+	case r.Count < 1 || r.Per < time.Second || r.Per%time.Second != 0:
+		p.add(path, "%d per %s is not a rate: the count must be at least 1 and the period whole seconds", r.Count, r.Per)
+	default:
+		return true
+	}
+	return false
+}
