@@ -15,7 +15,7 @@ import (
 
 // maxNodes bounds one decode, aliases expanded. A config has a few
 // thousand nodes; an alias bomb ("billion laughs") has billions.
-const maxNodes = 200_000
+const maxNodes = 100_000
 
 // readDocument parses data into its one YAML document's root node; nil
 // when the file is empty, only comments, or null. The error, if any, is a

@@ -53,7 +53,7 @@ func (p *problems) add(path, format string, args ...any) {
 type source struct {
 	name string
 	keys map[string]position // key path -> where the file writes it
-	env  map[string]string  // key path -> the variable that overrode it
+	env  map[string]string   // key path -> the variable that overrode it
 }
 
 type position struct {
@@ -132,15 +132,6 @@ func plainKey(key string) bool {
 
 // item is the path of element i of the list at path.
 func item(path string, i int) string { return path + "[" + strconv.Itoa(i) + "]" }
-
-// covers reports whether a problem at path is about the same value as one
-// at, or inside, the value at outer.
-func covers(outer, path string) bool {
-	if outer == "" || outer == path {
-		return true
-	}
-	return strings.HasPrefix(path, outer) && (path[len(outer)] == '.' || path[len(outer)] == '[')
-}
 
 // join orders errs by line, those without a line last, and joins them;
 // nil when there are none.

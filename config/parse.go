@@ -37,9 +37,13 @@ func Parse(name string, data []byte, getenv func(string) string) (*Config, error
 	errs = append(errs, applyEnv(c, getenv)...)
 	errs = append(errs, c.locate(resolveSecrets(c, getenv))...)
 	applyDefaults(c)
-	if !decoded(errs, "") { // a problem with the whole file makes the rest noise
+	bad := map[string]bool{} // paths of values left out by decode
+	for _, e := range errs {
+		bad[e.Path] = true
+	}
+	if !bad[""] { // a problem with the whole file makes the rest noise
 		for _, p := range c.check() {
-			if !decoded(errs, p.path) {
+			if !repeats(bad, p.path) {
 				errs = append(errs, c.src.locate(p))
 			}
 		}
@@ -50,12 +54,11 @@ func Parse(name string, data []byte, getenv func(string) string) (*Config, error
 	return c, nil
 }
 
-// decoded reports whether a problem at path repeats one already found:
-// the value was left out because it could not be decoded. Path "" asks
-// whether a problem concerns the whole file.
-func decoded(errs []*Error, path string) bool {
-	for _, e := range errs {
-		if e.Path == "" && path == "" || path != "" && covers(e.Path, path) {
+// repeats reports whether a problem at path is about a value decode
+// already reported and left out: the value at path or one around it.
+func repeats(bad map[string]bool, path string) bool {
+	for ; path != ""; path = parent(path) {
+		if bad[path] {
 			return true
 		}
 	}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"maps"
 	"net/url"
 	"regexp"
@@ -73,7 +74,7 @@ func (c *Config) checkRoutes(p *problems) {
 		}
 		for i, r := range c.Routes {
 			if fa.Enabled && r.PathPrefix == fa.Path {
-				p.add("forward_auth.path", "%q is also the path_prefix of routes[%d] (%s)", fa.Path, i, r.Name)
+				p.add("forward_auth.path", "%q is also the path_prefix of %s", fa.Path, c.routeRef(i))
 			}
 		}
 	}
@@ -116,27 +117,57 @@ func (c *Config) checkRouteAuth(p *problems, path string, r *Route, issuers map[
 // checkOverlaps finds routes no request could tell apart: the same host
 // and path_prefix, and a method in common (no methods means all).
 func (c *Config) checkOverlaps(p *problems) {
-	type at struct{ host, prefix string }
-	seen := map[at][]int{}
+	type group struct {
+		first, all int            // first route here, first with all methods; -1: none
+		methods    map[string]int // method -> first route here with it
+	}
+	groups := map[[2]string]*group{}
 	for i, r := range c.Routes {
-		k := at{r.Host, r.PathPrefix}
-		for _, j := range seen[k] {
-			if methodsOverlap(c.Routes[j].Methods, r.Methods) {
-				host := "any host"
-				if r.Host != "" {
-					host = "host " + r.Host
-				}
-				p.add(item("routes", i)+".path_prefix", "%q on %s is already routed by routes[%d] (%s) for the same methods",
-					r.PathPrefix, host, j, c.Routes[j].Name)
-				break
+		if r.PathPrefix == "" {
+			continue // reported as required
+		}
+		g := groups[[2]string{r.Host, r.PathPrefix}]
+		if g == nil {
+			g = &group{first: -1, all: -1, methods: map[string]int{}}
+			groups[[2]string{r.Host, r.PathPrefix}] = g
+		}
+		clash := g.all
+		if clash < 0 && len(r.Methods) == 0 {
+			clash = g.first
+		}
+		for _, m := range r.Methods {
+			if j, ok := g.methods[m]; ok && clash < 0 {
+				clash = j
 			}
 		}
-		seen[k] = append(seen[k], i)
+		if clash >= 0 {
+			host := "any host"
+			if r.Host != "" {
+				host = "host " + r.Host
+			}
+			p.add(item("routes", i)+".path_prefix", "%q on %s is already routed by %s for the same methods",
+				r.PathPrefix, host, c.routeRef(clash))
+		}
+		if g.first < 0 {
+			g.first = i
+		}
+		if g.all < 0 && len(r.Methods) == 0 {
+			g.all = i
+		}
+		for _, m := range r.Methods {
+			if _, ok := g.methods[m]; !ok {
+				g.methods[m] = i
+			}
+		}
 	}
 }
 
-func methodsOverlap(a, b []string) bool {
-	return len(a) == 0 || len(b) == 0 || slices.ContainsFunc(a, func(m string) bool { return slices.Contains(b, m) })
+// routeRef names route i for a message: routes[2] (search).
+func (c *Config) routeRef(i int) string {
+	if name := c.Routes[i].Name; name != "" {
+		return fmt.Sprintf("routes[%d] (%s)", i, name)
+	}
+	return fmt.Sprintf("routes[%d]", i)
 }
 
 // validHost reports whether h is a bare host or host:port, as in a Host
