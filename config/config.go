@@ -82,7 +82,7 @@ func (t TLS) Enabled() bool { return t.CertFile != "" && t.KeyFile != "" }
 
 // Log configures the log/slog handler.
 type Log struct {
-	// Level is debug, info, warn or error (any case). Default info.
+	// Level is debug, info, warn or error; Parse lower-cases it. Default info.
 	Level string `yaml:"level" json:"level" env:"LOG_LEVEL"`
 	// Format is json or text. Default json.
 	Format string `yaml:"format" json:"format"`
