@@ -362,3 +362,25 @@ func TestLoad(t *testing.T) {
 		t.Fatalf("Load(missing): got %v, want fs.ErrNotExist", err)
 	}
 }
+
+// TestEnvTouchesOnlyItsKeys checks that applying overrides (caarlos0/env
+// walks the whole Config) changes nothing but the overridden keys.
+func TestEnvTouchesOnlyItsKeys(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join("testdata", "valid", "full.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"DPOPGATE_LISTEN": ":1234", "DPOPGATE_REDIS_PASSWORD": "other", "INTROSPECT_SECRET": "s3cr3t-from-env"}
+	got, err := Parse("full.yaml", data, func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Parse("full.yaml", data, goldenEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.Server.Listen, want.Redis.Password = ":1234", "other"
+	if g, w := plain(got), plain(want); !reflect.DeepEqual(g, w) {
+		t.Fatalf("got\n%+v\nwant\n%+v", g, w)
+	}
+}
