@@ -1,0 +1,274 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// limiter is what the conformance suite exercises: the method every backend
+// shares.
+type limiter interface {
+	AllowN(ctx context.Context, key string, l Limit, n int) (Decision, error)
+}
+
+// harness is one backend under test as the conformance suite sees it.
+type harness struct {
+	limiter limiter
+	// now is the backend's clock: the fake clock for Memory, time.Now for
+	// Redis.
+	now func() time.Time
+	// advance moves now forward: a fake clock's step, or a real sleep. The
+	// suite never advances by more than tens of milliseconds at a time.
+	advance func(time.Duration)
+	// slack is how far a backend on real time may drift from the numbers
+	// a fake clock gives exactly: 0 for a fake clock, a few ms otherwise.
+	slack time.Duration
+}
+
+// step is one call in a conformance case: advance the clock by wait, then
+// AllowN(key, limit, n), and compare the Decision. A zero Limit means the
+// case's limit.
+type step struct {
+	wait      time.Duration
+	key       string
+	limit     Limit
+	n         int
+	allowed   bool
+	remaining int
+	reset     time.Duration // want Reset - now
+	retry     time.Duration // want RetryAfter
+}
+
+var (
+	perMinute60 = Limit{Count: 60, Period: time.Minute}            // 1 token a second
+	perHour10   = Limit{Count: 10, Period: time.Hour}              // no refill to speak of during a test
+	perHour5    = Limit{Count: 5, Period: time.Hour}               // a second, smaller policy
+	fast        = Limit{Count: 50, Period: time.Second, Burst: 2}  // 1 token every 20ms
+	burst100    = Limit{Count: 100, Period: time.Hour, Burst: 100} // perHour10 reloaded larger
+	burst2      = Limit{Count: 10, Period: time.Hour, Burst: 2}    // perHour10 reloaded smaller
+	hourStep    = time.Hour / 10                                   // the refill time of one perHour10 token
+)
+
+// testLimiter is the conformance suite every ratelimit backend passes: the
+// same calls must give the same Decisions from Memory and from Redis.
+// newHarness returns a fresh, empty backend for each case.
+func testLimiter(t *testing.T, newHarness func(t *testing.T) harness) {
+	tests := []struct {
+		name  string
+		limit Limit
+		steps []step
+	}{
+		{
+			name:  "ok/burst allowed then denied, remaining counts down",
+			limit: perHour10,
+			steps: repeatSteps(10, func(i int) step {
+				return step{n: 1, allowed: true, remaining: 9 - i, reset: time.Duration(i+1) * hourStep}
+			}, step{n: 1, allowed: false, remaining: 0, reset: 10 * hourStep, retry: hourStep}),
+		},
+		{
+			name:  "ok/reset and retry after at 60 per minute",
+			limit: perMinute60,
+			steps: []step{
+				{n: 1, allowed: true, remaining: 59, reset: time.Second},
+				{n: 59, allowed: true, remaining: 0, reset: time.Minute},
+				{n: 1, allowed: false, remaining: 0, reset: time.Minute, retry: time.Second},
+			},
+		},
+		{
+			name:  "ok/take several at once",
+			limit: perHour10,
+			steps: []step{
+				{n: 4, allowed: true, remaining: 6, reset: 4 * hourStep},
+				{n: 6, allowed: true, remaining: 0, reset: 10 * hourStep},
+			},
+		},
+		{
+			name:  "ok/refill after advance",
+			limit: fast,
+			steps: []step{
+				{n: 1, allowed: true, remaining: 1, reset: 20 * time.Millisecond},
+				{n: 1, allowed: true, remaining: 0, reset: 40 * time.Millisecond},
+				{n: 1, allowed: false, remaining: 0, reset: 40 * time.Millisecond, retry: 20 * time.Millisecond},
+				{wait: 25 * time.Millisecond, n: 1, allowed: true, remaining: 0, reset: 35 * time.Millisecond},
+				{n: 1, allowed: false, remaining: 0, reset: 35 * time.Millisecond, retry: 15 * time.Millisecond},
+				{wait: 60 * time.Millisecond, n: 0, allowed: true, remaining: 2},
+			},
+		},
+		{
+			name:  "ok/peek does not consume",
+			limit: perHour10,
+			steps: []step{
+				{n: 0, allowed: true, remaining: 10},
+				{n: 0, allowed: true, remaining: 10},
+				{n: 3, allowed: true, remaining: 7, reset: 3 * hourStep},
+				{n: 0, allowed: true, remaining: 7, reset: 3 * hourStep},
+				{n: 7, allowed: true, remaining: 0, reset: 10 * hourStep},
+				{n: 0, allowed: false, remaining: 0, reset: 10 * hourStep, retry: hourStep},
+				{n: 0, allowed: false, remaining: 0, reset: 10 * hourStep, retry: hourStep},
+			},
+		},
+		{
+			name:  "ok/keys are independent",
+			limit: perHour5,
+			steps: []step{
+				{key: "a", n: 5, allowed: true, remaining: 0, reset: time.Hour},
+				{key: "a", n: 1, allowed: false, remaining: 0, reset: time.Hour, retry: time.Hour / 5},
+				{key: "b", n: 1, allowed: true, remaining: 4, reset: time.Hour / 5},
+				{key: "a", n: 0, allowed: false, remaining: 0, reset: time.Hour, retry: time.Hour / 5},
+			},
+		},
+		{
+			name:  "ok/limits are independent per key",
+			limit: perHour10,
+			steps: []step{
+				{key: "a", n: 1, allowed: true, remaining: 9, reset: hourStep},
+				{key: "b", limit: perHour5, n: 1, allowed: true, remaining: 4, reset: time.Hour / 5},
+				{key: "a", n: 1, allowed: true, remaining: 8, reset: 2 * hourStep},
+				{key: "b", limit: perHour5, n: 4, allowed: true, remaining: 0, reset: time.Hour},
+				{key: "a", n: 1, allowed: true, remaining: 7, reset: 3 * hourStep},
+			},
+		},
+		{
+			name:  "ok/a larger limit after reload keeps the tokens and raises the cap",
+			limit: perHour10,
+			steps: []step{
+				{n: 5, allowed: true, remaining: 5, reset: 5 * hourStep},
+				{limit: burst100, n: 1, allowed: true, remaining: 4, reset: 96 * (time.Hour / 100)},
+			},
+		},
+		{
+			name:  "ok/a smaller limit after reload caps the tokens",
+			limit: perHour10,
+			steps: []step{
+				{n: 5, allowed: true, remaining: 5, reset: 5 * hourStep},
+				{limit: burst2, n: 1, allowed: true, remaining: 1, reset: hourStep},
+				{limit: burst2, n: 1, allowed: true, remaining: 0, reset: 2 * hourStep},
+				{limit: burst2, n: 1, allowed: false, remaining: 0, reset: 2 * hourStep, retry: hourStep},
+			},
+		},
+		{
+			name:  "fail/a denied call consumes nothing",
+			limit: perHour10,
+			steps: []step{
+				{n: 8, allowed: true, remaining: 2, reset: 8 * hourStep},
+				{n: 3, allowed: false, remaining: 2, reset: 8 * hourStep, retry: hourStep},
+				{n: 5, allowed: false, remaining: 2, reset: 8 * hourStep, retry: 3 * hourStep},
+				{n: 2, allowed: true, remaining: 0, reset: 10 * hourStep},
+			},
+		},
+		{
+			name:  "fail/more than the burst is never allowed",
+			limit: perHour10,
+			steps: []step{
+				{n: 11, allowed: false, remaining: 10},
+				{n: 1, allowed: true, remaining: 9, reset: hourStep},
+				{n: 11, allowed: false, remaining: 9, reset: hourStep, retry: hourStep},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t)
+			for i, s := range tt.steps {
+				if s.wait > 0 {
+					h.advance(s.wait)
+				}
+				key, l := "key", tt.limit
+				if s.key != "" {
+					key = s.key
+				}
+				if s.limit != (Limit{}) {
+					l = s.limit
+				}
+				now := h.now()
+				got, err := h.limiter.AllowN(t.Context(), key, l, s.n)
+				if err != nil {
+					t.Fatalf("step %d: AllowN(%q, %d): %v", i, key, s.n, err)
+				}
+				checkDecision(t, fmt.Sprintf("step %d: AllowN(%q, %d)", i, key, s.n), h, now, got, Decision{
+					Allowed:    s.allowed,
+					Limit:      l.Count,
+					Remaining:  s.remaining,
+					Reset:      now.Add(s.reset),
+					RetryAfter: s.retry,
+				})
+			}
+		})
+	}
+
+	t.Run("ok/64 goroutines racing on one key get exactly the burst", func(t *testing.T) {
+		h := newHarness(t)
+		const goroutines = 64
+		l := Limit{Count: 10, Period: time.Hour}
+		var (
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			allowed int
+			errs    []error
+		)
+		start := make(chan struct{})
+		for range goroutines {
+			wg.Go(func() {
+				<-start
+				d, err := h.limiter.AllowN(t.Context(), "hot", l, 1)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+				}
+				if d.Allowed {
+					allowed++
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if len(errs) > 0 {
+			t.Fatalf("AllowN errors: %v", errs)
+		}
+		if allowed != 10 {
+			t.Errorf("allowed: got %d, want 10", allowed)
+		}
+		d, err := h.limiter.AllowN(t.Context(), "hot", l, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Remaining != 0 || d.Allowed {
+			t.Errorf("after the race: got remaining %d allowed %v, want 0 false", d.Remaining, d.Allowed)
+		}
+	})
+}
+
+// repeatSteps returns count steps made by f, then the extra steps.
+func repeatSteps(count int, f func(i int) step, extra ...step) []step {
+	steps := make([]step, 0, count+len(extra))
+	for i := range count {
+		steps = append(steps, f(i))
+	}
+	return append(steps, extra...)
+}
+
+// checkDecision compares got with want, allowing the harness's slack on the
+// times and, when there is slack, on Remaining (real time refills a little
+// between calls).
+func checkDecision(t *testing.T, what string, h harness, now time.Time, got, want Decision) {
+	t.Helper()
+	if got.Allowed != want.Allowed {
+		t.Errorf("%s: Allowed: got %v, want %v", what, got.Allowed, want.Allowed)
+	}
+	if got.Limit != want.Limit {
+		t.Errorf("%s: Limit: got %d, want %d", what, got.Limit, want.Limit)
+	}
+	if got.Remaining != want.Remaining {
+		t.Errorf("%s: Remaining: got %d, want %d", what, got.Remaining, want.Remaining)
+	}
+	if d := got.Reset.Sub(want.Reset); d < -h.slack || d > h.slack {
+		t.Errorf("%s: Reset: got now+%v, want now+%v", what, got.Reset.Sub(now), want.Reset.Sub(now))
+	}
+	if d := got.RetryAfter - want.RetryAfter; d < -h.slack || d > h.slack {
+		t.Errorf("%s: RetryAfter: got %v, want %v", what, got.RetryAfter, want.RetryAfter)
+	}
+}
