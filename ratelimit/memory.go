@@ -47,8 +47,9 @@ type MemoryOptions struct {
 // golang.org/x/time/rate.Limiter per key. It is safe for concurrent use.
 //
 // Memory holds at most MaxKeys buckets, 130 to 155 bytes each whatever the
-// key's length (the range is the map's growth), because a bucket is stored
-// under a 128-bit keyed digest of its key rather than the key itself.
+// key's length (the range is the map's growth; a million IPv4 keys measured
+// 152 MB), because a bucket is stored under a 128-bit keyed digest of its
+// key rather than the key itself.
 // Buckets live in up to 64 shards, each with its share of MaxKeys and its own
 // lock; a shard can fill up a little before the store as a whole does.
 //
@@ -61,6 +62,8 @@ type MemoryOptions struct {
 // budget the next time it is seen: under a flood of more distinct keys than
 // MaxKeys, a client can get more than its limit. Size MaxKeys above the
 // number of keys active within one refill period (Capacity / PerSecond).
+//
+// Create a Memory with NewMemory; the zero Memory is not usable.
 type Memory struct {
 	seed0, seed1 maphash.Seed
 	clock        func() time.Time
@@ -72,8 +75,8 @@ type Memory struct {
 // per-process seeds, cannot make two keys share a bucket.
 type digest [16]byte
 
-// bucket is one key's token bucket: 96 bytes, the size class its 96 bytes
-// of fields fill exactly.
+// bucket is one key's token bucket: the limiter's 80 bytes and two
+// timestamps fill a 96-byte size class exactly.
 type bucket struct {
 	lim rate.Limiter
 	// used is when the bucket was last asked about, and fullAt when it

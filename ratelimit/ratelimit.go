@@ -40,6 +40,8 @@ func (l Limit) PerSecond() float64 {
 
 // Decision is the outcome of one call to a limiter. It is a value: the
 // gateway needs every field for the response headers, allowed or not.
+// Memory.AllowN documents how each field is computed; every backend
+// computes them the same way.
 type Decision struct {
 	Allowed    bool
 	Limit      int           // the policy's Count (requests per Period)

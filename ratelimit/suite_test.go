@@ -54,7 +54,8 @@ var (
 
 // testLimiter is the conformance suite every ratelimit backend passes: the
 // same calls must give the same Decisions from Memory and from Redis.
-// newHarness returns a fresh, empty backend for each case.
+// newHarness returns a fresh, empty backend for each case (for Redis, a
+// fresh key prefix will do).
 func testLimiter(t *testing.T, newHarness func(t *testing.T) harness) {
 	tests := []struct {
 		name  string
@@ -251,9 +252,9 @@ func repeatSteps(count int, f func(i int) step, extra ...step) []step {
 	return append(steps, extra...)
 }
 
-// checkDecision compares got with want, allowing the harness's slack on the
-// times and, when there is slack, on Remaining (real time refills a little
-// between calls).
+// checkDecision compares got with want, allowing the harness's slack on
+// Reset and RetryAfter. Allowed, Limit and Remaining must match exactly: the
+// cases keep whole-token counts a few milliseconds of drift cannot change.
 func checkDecision(t *testing.T, what string, h harness, now time.Time, got, want Decision) {
 	t.Helper()
 	if got.Allowed != want.Allowed {

@@ -53,6 +53,8 @@ type MemoryOptions struct {
 // ErrFull without scanning itself on every claim, and may answer it while up
 // to about a sixteenth of a shard has expired since its last sweep. Memory
 // never forgets a live key to make room.
+//
+// Create a Memory with NewMemory; the zero Memory is not usable.
 type Memory struct {
 	seed0, seed1 maphash.Seed
 	clock        func() time.Time

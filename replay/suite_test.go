@@ -39,9 +39,10 @@ type claimStep struct {
 var errAny = errors.New("any other error")
 
 // testStore is the conformance suite every replay backend passes.
-// newHarness returns a fresh, empty backend for each case; maxEntries is 0
-// for the backend's default, or a bound the case depends on (a backend that
-// cannot bound its size calls t.Skip).
+// newHarness returns a fresh, empty backend for each case (for Redis, a
+// fresh key prefix will do). maxEntries is 0 for the backend's default, or
+// the bound a case depends on; a backend that cannot bound its size calls
+// t.Skip.
 func testStore(t *testing.T, newHarness func(t *testing.T, maxEntries int) harness) {
 	const ttl = 50 * time.Millisecond
 	tests := []struct {
