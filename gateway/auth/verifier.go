@@ -280,14 +280,20 @@ func (v *Verifier) Run(ctx context.Context, clock func() time.Time) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
-		for _, iss := range v.order {
-			iss.keys.refreshIfDue(ctx, clock())
-		}
+		v.RefreshDue(ctx, clock())
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
+	}
+}
+
+// RefreshDue refreshes, one after the other, the issuers whose scheduled
+// refresh time has come at now. Run calls it every second.
+func (v *Verifier) RefreshDue(ctx context.Context, now time.Time) {
+	for _, iss := range v.order {
+		iss.keys.refreshIfDue(ctx, now)
 	}
 }
 

@@ -1,0 +1,356 @@
+// Package gateway is dpopgate's reverse proxy: it routes a request, checks
+// its credentials (package auth), claims its DPoP proof against replay,
+// enforces its rate-limit tier and forwards it with the verified identity.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/dpopgate/dpopgate/config"
+	"github.com/dpopgate/dpopgate/gateway/auth"
+	"github.com/dpopgate/dpopgate/ratelimit"
+	"github.com/dpopgate/dpopgate/replay"
+)
+
+// Gateway is the reverse proxy. Build it with New; it is an http.Handler,
+// safe for concurrent use, and its config can be swapped with Reload.
+type Gateway struct {
+	snap       atomic.Pointer[snapshot]
+	limits     limiter
+	replay     replayStore
+	log        *slog.Logger
+	clock      func() time.Time
+	httpClient *http.Client
+	onFetch    func(issuer string, err error)
+	draining   atomic.Bool
+}
+
+// Options are the parts of a Gateway that do not come from its config.
+// Every field is optional.
+type Options struct {
+	Logger *slog.Logger     // default: discard
+	Clock  func() time.Time // default: time.Now
+	// Limiter and Replay override the backends the config names (tests,
+	// and the command, which builds Redis clients).
+	Limiter limiter
+	Replay  replayStore
+	// HTTPClient fetches issuer metadata and JWKS.
+	HTTPClient *http.Client
+}
+
+// New compiles cfg (already validated by package config) into a Gateway.
+// It fetches nothing; Run loads the issuers' keys.
+func New(cfg *config.Config, opts Options) (*Gateway, error) {
+	g := &Gateway{
+		limits:     opts.Limiter,
+		replay:     opts.Replay,
+		log:        opts.Logger,
+		clock:      opts.Clock,
+		httpClient: opts.HTTPClient,
+	}
+	if g.log == nil {
+		g.log = slog.New(slog.DiscardHandler)
+	}
+	if g.clock == nil {
+		g.clock = time.Now
+	}
+	if g.limits == nil {
+		g.limits = ratelimit.NewMemory(ratelimit.MemoryOptions{MaxKeys: cfg.RateLimits.MaxKeys, Clock: g.clock})
+	}
+	if g.replay == nil {
+		g.replay = replay.NewMemory(replay.MemoryOptions{MaxEntries: cfg.Replay.MaxEntries, Clock: g.clock})
+	}
+	s, err := g.compile(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	g.snap.Store(s)
+	return g, nil
+}
+
+// Run does the gateway's background work until ctx ends: it loads the
+// issuers' keys at once and refreshes them on schedule.
+func (g *Gateway) Run(ctx context.Context) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		// The current snapshot's verifier: a reload may have replaced it.
+		g.snap.Load().verifier.RefreshDue(ctx, g.clock())
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// replayStore is what the gateway needs of a replay backend
+// (replay.Memory, replay.Redis).
+type replayStore interface {
+	Claim(ctx context.Context, key string, ttl time.Duration) error
+}
+
+// exchange is one request's state as it goes through the gateway: what the
+// pipeline established, for the proxy callbacks and the access log.
+type exchange struct {
+	id            string
+	start         time.Time
+	peerTrusted   bool
+	route         *route
+	ip            netip.Addr
+	target        target
+	principal     *auth.Principal
+	tier          string
+	limit         ratelimit.Limit
+	decision      ratelimit.Decision
+	limited       bool // decision holds a real decision (headers are written)
+	nonce         string
+	reason        string // why the request was refused, for the log
+	upstreamStart time.Time
+	upstream      time.Duration
+	origin        string // the Origin header, for CORS
+}
+
+type exchangeKey struct{}
+
+func exchangeOf(ctx context.Context) *exchange {
+	x, _ := ctx.Value(exchangeKey{}).(*exchange)
+	return x
+}
+
+// ServeHTTP is the request path of spec §3, in its order.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s := g.snap.Load()
+	x := &exchange{start: g.clock(), origin: r.Header.Get("Origin")}
+	rw := &responseWriter{ResponseWriter: w}
+	ip, peerTrusted := s.trusted.clientIP(r)
+	x.ip, x.peerTrusted = ip, peerTrusted
+	x.id = requestID(r, peerTrusted)
+	rw.Header().Set("X-Request-Id", x.id)
+	defer g.logExchange(r, rw, x)
+
+	if s.serveMetadata(rw, r, peerTrusted) {
+		return
+	}
+	x.target = s.targetOf(r, peerTrusted)
+	if ans := g.admit(r.Context(), s, x, r); ans != nil {
+		g.refuse(rw, s, x, ans)
+		return
+	}
+	if x.route.cors != nil && isPreflight(r) {
+		x.route.cors.preflight(rw, r)
+		return
+	}
+	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
+	x.route.proxy.ServeHTTP(rw, r)
+}
+
+// admit runs the checks of spec §3 steps 1 to 7 for the request r, whose
+// original method and URI are x.target (the same request, or, for forward
+// auth, the one the ingress is asking about). On success x holds the route,
+// principal, tier and rate-limit decision; otherwise the answer says why.
+func (g *Gateway) admit(ctx context.Context, s *snapshot, x *exchange, r *http.Request) *answer {
+	t := x.target
+	// 1. Route.
+	if hasDotSegment(t.path) {
+		return newAnswer(string(auth.InvalidRequest), "dot_segment", errors.New("path has dot segments"))
+	}
+	method := t.method
+	preflight := isPreflight(r)
+	if preflight {
+		method = r.Header.Get("Access-Control-Request-Method")
+	}
+	x.route = s.routes.match(t.host, t.path, method)
+	if x.route == nil {
+		return newAnswer(codeNotFound, "no_route", errNoRoute)
+	}
+	rt := x.route
+	if preflight {
+		return nil // never needs a token
+	}
+	// 3. Credentials come in headers only (RFC 9449 and OAuth 2.1 §5.1.2).
+	if tokenInQuery(t.rawQuery) || tokenInForm(r) {
+		return newAnswer(string(auth.InvalidRequest), "token_in_query", errors.New("access_token outside the Authorization header"))
+	}
+	// 2, 4, 5. Client IP, then credentials, cheapest refusal first.
+	authz, proofs := r.Header.Values("Authorization"), r.Header.Values("DPoP")
+	if rt.auth != authNone && len(authz) > 0 {
+		if ans := g.checkAuthFailureBudget(ctx, s, x); ans != nil {
+			return ans
+		}
+		res, err := s.verifier.Verify(ctx, auth.Request{
+			Method:        t.method,
+			URL:           t.htu(),
+			Authorization: authz,
+			DPoP:          proofs,
+			RequireDPoP:   rt.requireDPoP,
+			Now:           x.start,
+		})
+		if err != nil {
+			ans := fromAuth(err)
+			if ans.code != string(auth.TemporarilyUnavailable) {
+				g.countAuthFailure(ctx, s, x)
+			}
+			return ans
+		}
+		x.principal = res.Principal
+		if rt.issuers != nil && !rt.issuers[res.Principal.Issuer] {
+			g.countAuthFailure(ctx, s, x)
+			return &answer{code: string(auth.InvalidToken), status: http.StatusUnauthorized, reason: "issuer_not_allowed", scheme: res.Scheme}
+		}
+		// 6. Scopes.
+		if missing := res.Principal.MissingScopes(rt.scopes); len(missing) > 0 {
+			return &answer{code: string(auth.InsufficientScope), status: http.StatusForbidden, reason: "insufficient_scope",
+				scheme: res.Scheme, scope: rt.scope}
+		}
+		// 5, last: the proof is claimed once every other check passed.
+		if res.Proof != nil {
+			if ans := g.claim(ctx, s, res.Proof); ans != nil {
+				g.countAuthFailure(ctx, s, x)
+				return ans
+			}
+		}
+		x.nonce = s.verifier.Nonce(x.start)
+	}
+	if x.principal == nil && rt.auth == authRequired {
+		return &answer{code: string(auth.InvalidToken), status: http.StatusUnauthorized, reason: "missing_token"}
+	}
+	// 7. Rate limit.
+	return g.limit(ctx, s, x)
+}
+
+// claim records the proof's (jkt, jti) in the replay store, so that it is
+// accepted once across every replica sharing the store.
+func (g *Gateway) claim(ctx context.Context, s *snapshot, p *auth.Proof) *answer {
+	err := g.replay.Claim(ctx, p.ReplayKey, s.verifier.ReplayTTL())
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, replay.ErrReplayed):
+		return &answer{code: string(auth.InvalidDPoPProof), status: http.StatusUnauthorized, reason: string(auth.ReasonReplayed), scheme: "DPoP"}
+	case s.replayFailOpen:
+		g.log.Warn("replay store unavailable, accepting proof (on_error: fail_open)", "error", err)
+		return nil
+	default:
+		return newAnswer(string(auth.TemporarilyUnavailable), string(auth.ReasonReplayStoreUnavailable), err)
+	}
+}
+
+// limit takes one token from the request's bucket (and, for anonymous
+// callers, from the per-IP cap across routes).
+func (g *Gateway) limit(ctx context.Context, s *snapshot, x *exchange) *answer {
+	x.tier = tierOf(x.principal, s.tiers)
+	l, ok := x.route.limits[x.tier]
+	if !ok || l.Unlimited() {
+		return nil
+	}
+	ipKey := limitKey(x.ip)
+	d, err := g.limits.AllowN(ctx, bucketKey(x.route.name, x.tier, x.principal, ipKey), l, 1)
+	if err != nil {
+		return newAnswer(string(auth.TemporarilyUnavailable), "limiter_unavailable", err)
+	}
+	x.limit, x.decision, x.limited = l, d, true
+	if d.Allowed && x.principal == nil && !s.ipCap.Unlimited() {
+		cd, err := g.limits.AllowN(ctx, "ipcap|"+ipKey, s.ipCap, 1)
+		if err != nil {
+			return newAnswer(string(auth.TemporarilyUnavailable), "limiter_unavailable", err)
+		}
+		if !cd.Allowed {
+			x.limit, x.decision = s.ipCap, cd
+		}
+	}
+	if !x.decision.Allowed {
+		a := newAnswer(codeRateLimited, "rate_limited", nil)
+		a.retryAfter = x.decision.RetryAfter
+		return a
+	}
+	return nil
+}
+
+// checkAuthFailureBudget refuses, before any signature is checked, a client
+// address that has used up its budget of failed authentications.
+func (g *Gateway) checkAuthFailureBudget(ctx context.Context, s *snapshot, x *exchange) *answer {
+	if s.authFailures.Unlimited() {
+		return nil
+	}
+	d, err := g.limits.AllowN(ctx, "authfail|"+limitKey(x.ip), s.authFailures, 0)
+	if err != nil || d.Remaining >= 1 {
+		return nil
+	}
+	a := newAnswer(codeRateLimited, "auth_failures", nil)
+	a.retryAfter = d.RetryAfter
+	if a.retryAfter <= 0 {
+		a.retryAfter = time.Duration(float64(time.Second) / max(s.authFailures.PerSecond(), 1e-9))
+	}
+	return a
+}
+
+func (g *Gateway) countAuthFailure(ctx context.Context, s *snapshot, x *exchange) {
+	if !s.authFailures.Unlimited() {
+		g.limits.AllowN(ctx, "authfail|"+limitKey(x.ip), s.authFailures, 1)
+	}
+}
+
+// refuse writes the answer for a request the pipeline turned down.
+func (g *Gateway) refuse(w http.ResponseWriter, s *snapshot, x *exchange, a *answer) {
+	x.reason = a.reason
+	h := w.Header()
+	if x.route != nil {
+		if x.route.cors != nil {
+			x.route.cors.decorate(h, x.origin)
+		}
+		if x.limited {
+			writeLimitHeaders(h, x.tier, x.limit, x.decision, x.start)
+		}
+	}
+	if a.code == string(auth.UseDPoPNonce) {
+		h.Set("DPoP-Nonce", s.verifier.Nonce(x.start))
+	}
+	if a.cause != nil {
+		g.log.Debug("refused", "request_id", x.id, "reason", a.reason, "cause", a.cause.Error())
+	}
+	writeError(w, a, s.challengeParams(x.route, x.target))
+}
+
+// logExchange writes the access-log line of one request: never a token, a
+// proof or a query string.
+func (g *Gateway) logExchange(r *http.Request, w *responseWriter, x *exchange) {
+	if !g.log.Enabled(r.Context(), slog.LevelInfo) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 16)
+	attrs = append(attrs,
+		slog.String("request_id", x.id),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", w.status()),
+		slog.Int64("bytes", w.bytes),
+		slog.String("client_ip", x.ip.String()),
+		slog.Float64("latency_ms", float64(g.clock().Sub(x.start).Microseconds())/1000),
+	)
+	if x.route != nil {
+		attrs = append(attrs, slog.String("route", x.route.name))
+	}
+	if x.tier != "" {
+		attrs = append(attrs, slog.String("tier", x.tier))
+	}
+	if p := x.principal; p != nil {
+		attrs = append(attrs, slog.String("client_id", p.ClientID), slog.String("subject", p.Subject), slog.String("issuer", p.Issuer))
+		if p.JKT != "" {
+			attrs = append(attrs, slog.String("jkt", p.JKT))
+		}
+	}
+	if x.upstream > 0 {
+		attrs = append(attrs, slog.Float64("upstream_ms", float64(x.upstream.Microseconds())/1000))
+	}
+	if x.reason != "" {
+		attrs = append(attrs, slog.String("reason", x.reason))
+	}
+	g.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+}

@@ -1,0 +1,342 @@
+package gateway
+
+import (
+	"bufio"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestAnswers shows every row of the answers table (spec §4) through the
+// whole gateway: status, error code, challenge, Cache-Control.
+func TestAnswers(t *testing.T) {
+	e := newEnv(t, "")
+	good := e.token(nil)
+	for _, tc := range []struct {
+		name      string
+		req       func() *http.Request
+		status    int
+		code      string
+		challenge []string // expected WWW-Authenticate values, by prefix and contained parts
+	}{
+		{"fail/no-token-required-route", func() *http.Request { return e.req("GET", "/tools/search") },
+			401, "invalid_token", []string{`DPoP algs="`, `resource_metadata="` + e.srv.URL + `/.well-known/oauth-protected-resource/tools"`}},
+		{"fail/malformed-authorization", func() *http.Request { return e.req("GET", "/tools/x", "Authorization", "DPoP a b") },
+			400, "invalid_request", nil},
+		{"fail/two-authorization", func() *http.Request {
+			return e.req("GET", "/tools/x", "Authorization", "DPoP "+good, "Authorization", "DPoP "+good)
+		}, 400, "invalid_request", nil},
+		{"fail/token-in-query", func() *http.Request { return e.req("GET", "/public/x?access_token="+good) },
+			400, "invalid_request", nil},
+		{"fail/token-in-form", func() *http.Request {
+			r, _ := http.NewRequest("POST", e.srv.URL+"/public/x", strings.NewReader("a=1&access_token="+good))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			return r
+		}, 400, "invalid_request", nil},
+		{"fail/expired-token", func() *http.Request {
+			return e.dpop(e.req("GET", "/tools/x"), e.token(map[string]any{"exp": time.Now().Add(-time.Hour).Unix()}))
+		}, 401, "invalid_token", []string{`DPoP error="invalid_token"`}},
+		{"fail/unknown-issuer", func() *http.Request {
+			return e.dpop(e.req("GET", "/tools/x"), e.token(map[string]any{"iss": "https://stranger.example.com"}))
+		}, 401, "invalid_token", []string{`DPoP error="invalid_token"`}},
+		{"fail/wrong-aud", func() *http.Request {
+			return e.dpop(e.req("GET", "/tools/x"), e.token(map[string]any{"aud": "https://other.example.com"}))
+		}, 401, "invalid_token", []string{`DPoP error="invalid_token"`}},
+		{"fail/bound-token-as-bearer", func() *http.Request {
+			return e.req("GET", "/public/x", "Authorization", "Bearer "+good)
+		}, 401, "invalid_token", []string{`Bearer error="invalid_token"`}},
+		{"fail/dpop-scheme-unbound-token", func() *http.Request {
+			return e.dpop(e.req("GET", "/tools/x"), e.iss.BoundToken(t, nil, "agent-1", "tools:call", nil))
+		}, 401, "invalid_token", []string{`DPoP error="invalid_token"`}},
+		{"fail/missing-proof", func() *http.Request { return e.req("GET", "/tools/x", "Authorization", "DPoP "+good) },
+			401, "invalid_dpop_proof", []string{`DPoP error="invalid_dpop_proof"`, `algs="ES256`}},
+		{"fail/two-proofs", func() *http.Request {
+			r := e.dpop(e.req("GET", "/tools/x"), good)
+			r.Header.Add("DPoP", r.Header.Get("DPoP"))
+			return r
+		}, 401, "invalid_dpop_proof", []string{`DPoP error="invalid_dpop_proof"`}},
+		{"fail/malformed-proof", func() *http.Request {
+			return e.req("GET", "/tools/x", "Authorization", "DPoP "+good, "DPoP", "not.a.jwt")
+		}, 401, "invalid_dpop_proof", []string{`DPoP error="invalid_dpop_proof"`}},
+		{"fail/proof-for-other-uri", func() *http.Request {
+			r := e.dpop(e.req("GET", "/tools/other"), good)
+			r.URL.Path = "/tools/x"
+			return r
+		}, 401, "invalid_dpop_proof", []string{`DPoP error="invalid_dpop_proof"`, `error_description="DPoP proof htu does not match the request URI"`}},
+		{"fail/missing-scope", func() *http.Request {
+			return e.dpop(e.req("GET", "/tools/x"), e.iss.BoundToken(t, e.key, "agent-1", "listings:read", nil))
+		}, 403, "insufficient_scope", []string{`DPoP error="insufficient_scope"`, `scope="tools:call"`}},
+		{"fail/no-route", func() *http.Request { return e.req("GET", "/nowhere") }, 404, "not_found", nil},
+		{"fail/dot-segments", func() *http.Request {
+			r := e.req("GET", "/public/x")
+			r.URL.Opaque = "/public/../tools/x"
+			return r
+		}, 400, "invalid_request", nil},
+		{"fail/upstream-unreachable", func() *http.Request { return e.req("GET", "/dead/x") }, 502, "bad_gateway", nil},
+		{"fail/upstream-timeout", func() *http.Request { return e.req("GET", "/hang/x") }, 504, "gateway_timeout", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := e.do(tc.req())
+			if res.status != tc.status || res.err.Error != tc.code {
+				t.Fatalf("got %d %q (%s), want %d %q", res.status, res.err.Error, res.body, tc.status, tc.code)
+			}
+			if cc := res.header.Get("Cache-Control"); cc != "no-store" {
+				t.Fatalf("got Cache-Control %q, want no-store", cc)
+			}
+			if res.err.Description == "" || strings.Contains(res.err.Description, good[:20]) {
+				t.Fatalf("got error_description %q, want a fixed text", res.err.Description)
+			}
+			got := strings.Join(res.header.Values("WWW-Authenticate"), " | ")
+			for _, want := range tc.challenge {
+				if !strings.Contains(got, want) {
+					t.Fatalf("got WWW-Authenticate %q, want it to contain %q", got, want)
+				}
+			}
+			if len(tc.challenge) == 0 && got != "" {
+				t.Fatalf("got WWW-Authenticate %q, want none", got)
+			}
+			if tc.status == 401 && !strings.Contains(got, "resource_metadata=") {
+				t.Fatalf("got WWW-Authenticate %q, want resource_metadata on every 401", got)
+			}
+		})
+	}
+}
+
+// TestNoTokenChallengeOrder: on a route that also takes Bearer tokens, the
+// Bearer challenge comes first (MCP SDK clients read the first one only).
+func TestNoTokenChallengeOrder(t *testing.T) {
+	e := newEnv(t, `
+  - name: mcp
+    path_prefix: /mcp
+    upstream: http://127.0.0.1:1
+    auth: required
+    dpop: optional
+`)
+	res := e.do(e.req("POST", "/mcp"))
+	ch := res.header.Values("WWW-Authenticate")
+	wantRM := `resource_metadata="` + e.srv.URL + `/.well-known/oauth-protected-resource/mcp"`
+	if res.status != 401 || len(ch) != 2 || ch[0] != "Bearer "+wantRM || !strings.HasPrefix(ch[1], "DPoP ") || strings.Contains(ch[1], "error=") {
+		t.Fatalf("got %d %q, want 401 with Bearer %s first, then DPoP without error", res.status, ch, wantRM)
+	}
+}
+
+func TestReplayedProof(t *testing.T) {
+	e := newEnv(t, "")
+	r := e.dpop(e.req("GET", "/tools/x"), e.token(nil))
+	if res := e.do(r); res.status != 200 {
+		t.Fatalf("first use: got %d %s, want 200", res.status, res.body)
+	}
+	again := e.req("GET", "/tools/x", "Authorization", r.Header.Get("Authorization"), "DPoP", r.Header.Get("DPoP"))
+	res := e.do(again)
+	if res.status != 401 || res.err.Error != "invalid_dpop_proof" || !strings.Contains(res.err.Description, "already been used") {
+		t.Fatalf("replay: got %d %s, want 401 invalid_dpop_proof", res.status, res.body)
+	}
+}
+
+func TestNonceAnswers(t *testing.T) {
+	e := newEnv(t, `
+dpop:
+  nonce: {enabled: true, secret: "0123456789abcdef0123456789abcdef"}
+`)
+	tok := e.token(map[string]any{"exp": time.Now().Add(time.Hour).Unix()})
+	res := e.do(e.dpop(e.req("GET", "/tools/x"), tok))
+	nonce := res.header.Get("DPoP-Nonce")
+	if res.status != 401 || res.err.Error != "use_dpop_nonce" || nonce == "" ||
+		!strings.Contains(res.header.Get("WWW-Authenticate"), `DPoP error="use_dpop_nonce"`) {
+		t.Fatalf("no nonce: got %d %s %q, want 401 use_dpop_nonce with DPoP-Nonce", res.status, res.body, res.header)
+	}
+	r := e.req("GET", "/tools/x")
+	proof, _ := e.key.Proof("GET", r.URL.String(), tok, nonce, e.clock.Now())
+	r.Header.Set("Authorization", "DPoP "+tok)
+	r.Header.Set("DPoP", proof)
+	if res := e.do(r); res.status != 200 || res.header.Get("DPoP-Nonce") == "" {
+		t.Fatalf("with nonce: got %d %s, want 200 with a fresh DPoP-Nonce", res.status, res.body)
+	}
+	// Past its lifetime (5m), the nonce is stale.
+	e.clock.Advance(10 * time.Minute)
+	stale, _ := e.key.Proof("GET", r.URL.String(), tok, nonce, e.clock.Now())
+	r2 := e.req("GET", "/tools/x", "Authorization", "DPoP "+tok, "DPoP", stale)
+	if res := e.do(r2); res.status != 401 || res.err.Error != "use_dpop_nonce" {
+		t.Fatalf("stale nonce: got %d %s, want 401 use_dpop_nonce", res.status, res.body)
+	}
+}
+
+func TestIdentityHeaders(t *testing.T) {
+	e := newEnv(t, "")
+	tok := e.token(map[string]any{"tier": "business"})
+	r := e.dpop(e.req("POST", "/tools/x?q=1",
+		"X-Auth-Subject", "admin", "X-Auth-Client-Id", "spoofed", "x-auth-extra", "spoofed", "X-Forwarded-For", "6.6.6.6"), tok)
+	res := e.do(r)
+	if res.status != 200 {
+		t.Fatalf("got %d %s, want 200", res.status, res.body)
+	}
+	h := res.echo.Header
+	for name, want := range map[string]string{
+		"X-Auth-Subject":    "user-of-agent-1",
+		"X-Auth-Client-Id":  "agent-1",
+		"X-Auth-Scope":      "tools:call",
+		"X-Auth-Tier":       "business",
+		"X-Auth-Issuer":     e.iss.URL,
+		"X-Auth-Jkt":        e.key.Thumbprint(),
+		"X-Forwarded-For":   "127.0.0.1",
+		"X-Forwarded-Host":  strings.TrimPrefix(e.srv.URL, "http://"),
+		"X-Forwarded-Proto": "http",
+	} {
+		if got := h.Values(name); len(got) != 1 || got[0] != want {
+			t.Errorf("upstream got %s = %q, want %q", name, got, want)
+		}
+	}
+	for _, name := range []string{"Authorization", "Dpop", "X-Auth-Extra"} {
+		if got := h.Get(name); got != "" {
+			t.Errorf("upstream got %s = %q, want it removed", name, got)
+		}
+	}
+	if h.Get("X-Request-Id") == "" || h.Get("X-Request-Id") != res.header.Get("X-Request-Id") {
+		t.Errorf("got request ids %q upstream, %q to the client, want one id", h.Get("X-Request-Id"), res.header.Get("X-Request-Id"))
+	}
+	if res.echo.Path != "/tools/x" || res.echo.Query != "q=1" || res.echo.Method != "POST" {
+		t.Errorf("upstream got %s %s?%s", res.echo.Method, res.echo.Path, res.echo.Query)
+	}
+	// Anonymous: spoofed identity headers are dropped, the tier says so.
+	res = e.do(e.req("GET", "/public/x", "X-Auth-Subject", "admin"))
+	if res.echo.Header.Get("X-Auth-Subject") != "" || res.echo.Header.Get("X-Auth-Tier") != "anonymous" {
+		t.Errorf("anonymous: upstream got %q", res.echo.Header)
+	}
+}
+
+// TestTierBudgets: anonymous callers run out at their budget while a client
+// with a token goes on to ten times it, and a business token gets more.
+func TestTierBudgets(t *testing.T) {
+	e := newEnv(t, "")
+	count := func(name string, mk func() *http.Request) int {
+		for i := 0; i < 500; i++ {
+			res := e.do(mk())
+			if res.status == 429 {
+				if res.err.Error != "rate_limited" || res.header.Get("Retry-After") == "" {
+					t.Fatalf("%s: got 429 %s %q, want rate_limited with Retry-After", name, res.body, res.header)
+				}
+				return i
+			}
+			if res.status != 200 {
+				t.Fatalf("%s: request %d got %d %s", name, i, res.status, res.body)
+			}
+		}
+		return 500
+	}
+	client := e.token(nil)
+	business := e.token(map[string]any{"client_id": "agent-2", "tier": "business"})
+	unknownTier := e.token(map[string]any{"client_id": "agent-3", "tier": "platinum"})
+	if got := count("anonymous", func() *http.Request { return e.req("GET", "/public/x") }); got != 5 {
+		t.Fatalf("anonymous: got %d requests through, want 5", got)
+	}
+	if got := count("client", func() *http.Request { return e.dpop(e.req("GET", "/public/x"), client) }); got != 50 {
+		t.Fatalf("client: got %d requests through, want 50", got)
+	}
+	if got := count("business", func() *http.Request { return e.dpop(e.req("GET", "/public/x"), business) }); got != 200 {
+		t.Fatalf("business: got %d requests through, want 200", got)
+	}
+	if got := count("unknown tier", func() *http.Request { return e.dpop(e.req("GET", "/public/x"), unknownTier) }); got != 50 {
+		t.Fatalf("unknown tier claim: got %d requests through, want the client budget, 50", got)
+	}
+	// Budgets are per route: the anonymous caller still has /strip/.
+	if res := e.do(e.req("GET", "/strip/x")); res.status != 200 {
+		t.Fatalf("other route: got %d, want 200", res.status)
+	}
+	// A minute later the anonymous bucket is full again.
+	e.clock.Advance(time.Minute)
+	if res := e.do(e.req("GET", "/public/x")); res.status != 200 {
+		t.Fatalf("after a minute: got %d, want 200", res.status)
+	}
+}
+
+func TestRateLimitHeaders(t *testing.T) {
+	e := newEnv(t, "")
+	now := e.clock.Now()
+	for i := 1; i <= 6; i++ {
+		res := e.do(e.req("GET", "/public/x"))
+		wantRemaining := max(5-i, 0)
+		h := res.header
+		wantReset := now.Unix() + int64(i*12) // 5/m: 12s per token used
+		if i == 6 {
+			wantReset = now.Unix() + 60
+		}
+		got := map[string]string{
+			"X-RateLimit-Limit":     h.Get("X-RateLimit-Limit"),
+			"X-RateLimit-Remaining": h.Get("X-RateLimit-Remaining"),
+			"X-RateLimit-Reset":     h.Get("X-RateLimit-Reset"),
+			"RateLimit-Policy":      h.Get("RateLimit-Policy"),
+			"RateLimit":             h.Get("RateLimit"),
+		}
+		want := map[string]string{
+			"X-RateLimit-Limit":     "5",
+			"X-RateLimit-Remaining": strconv.Itoa(wantRemaining),
+			"X-RateLimit-Reset":     strconv.FormatInt(wantReset, 10),
+			"RateLimit-Policy":      `"anonymous";q=5;w=60`,
+			"RateLimit":             `"anonymous";r=` + strconv.Itoa(wantRemaining) + ";t=" + strconv.FormatInt(wantReset-now.Unix(), 10),
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("request %d: got %s = %q, want %q", i, k, got[k], v)
+			}
+		}
+		if i == 6 && (res.status != 429 || h.Get("Retry-After") != "12") {
+			t.Errorf("request 6: got %d, Retry-After %q, want 429, 12", res.status, h.Get("Retry-After"))
+		}
+	}
+}
+
+// TestSSE: the first event reaches the client while the stream is open.
+func TestSSE(t *testing.T) {
+	e := newEnv(t, "")
+	r := e.dpop(e.req("GET", "/sse/events"), e.token(nil))
+	resp, err := e.srv.Client().Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-RateLimit-Limit") != "50" {
+		t.Fatalf("got %d %q, want 200 with the client's limit headers", resp.StatusCode, resp.Header)
+	}
+	br := bufio.NewReader(resp.Body)
+	if line := readLine(t, br); line != "data: first\n" {
+		t.Fatalf("got %q, want the first event before the stream ends", line)
+	}
+	close(e.up.release) // only now does the upstream finish
+	readLine(t, br)
+	if line := readLine(t, br); line != "data: last\n" {
+		t.Fatalf("got %q, want the last event", line)
+	}
+}
+
+func TestStripPrefixAndRouting(t *testing.T) {
+	e := newEnv(t, "")
+	res := e.do(e.req("GET", "/strip/a/b?x=1"))
+	if res.status != 200 || res.echo.Path != "/base/a/b" || res.echo.Query != "x=1" {
+		t.Fatalf("got %d %s %s, want /base/a/b", res.status, res.echo.Path, res.echo.Query)
+	}
+	// /toolsX is not under /tools: prefixes match whole segments.
+	if res := e.do(e.req("GET", "/toolsX")); res.status != 404 {
+		t.Fatalf("got %d for /toolsX, want 404", res.status)
+	}
+}
+
+func TestCORSPreflight(t *testing.T) {
+	e := newEnv(t, "")
+	res := e.do(e.req("OPTIONS", "/tools/x", "Origin", "https://app.example.com",
+		"Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "authorization, dpop"))
+	if res.status != 204 || res.header.Get("Access-Control-Allow-Origin") != "https://app.example.com" ||
+		res.header.Get("Access-Control-Allow-Headers") != "authorization, dpop" {
+		t.Fatalf("preflight: got %d %q, want 204 allowing the origin, no token needed", res.status, res.header)
+	}
+	res = e.do(e.req("OPTIONS", "/tools/x", "Origin", "https://evil.example.com", "Access-Control-Request-Method", "POST"))
+	if res.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("preflight from another origin: got %q, want no Allow-Origin", res.header)
+	}
+	// The actual request's answers expose the headers a browser needs.
+	res = e.do(e.req("GET", "/tools/x", "Origin", "https://app.example.com"))
+	if !strings.Contains(res.header.Get("Access-Control-Expose-Headers"), "WWW-Authenticate") {
+		t.Fatalf("got %q, want WWW-Authenticate exposed", res.header)
+	}
+}

@@ -1,0 +1,273 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dpopgate/dpopgate/config"
+	"github.com/dpopgate/dpopgate/gateway/dpopclient"
+	"github.com/dpopgate/dpopgate/gateway/internal/authtest"
+)
+
+// upstream is an echo server: it answers with what it received, so tests
+// can see what the gateway forwarded. /sse streams, /hang waits for the
+// client to give up.
+type upstream struct {
+	*httptest.Server
+	mu   sync.Mutex
+	last *http.Request
+	// release ends an /sse stream.
+	release chan struct{}
+}
+
+type echo struct {
+	Method string      `json:"method"`
+	Path   string      `json:"path"`
+	Query  string      `json:"query"`
+	Header http.Header `json:"header"`
+	Body   string      `json:"body"`
+}
+
+func newUpstream(t testing.TB) *upstream {
+	u := &upstream{release: make(chan struct{})}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/sse/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		fmt.Fprint(w, "data: first\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-u.release:
+		case <-r.Context().Done():
+		}
+		fmt.Fprint(w, "data: last\n\n")
+	})
+	mux.HandleFunc("/tools/ws", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "websocket" || r.Header.Get("X-Auth-Client-Id") == "" {
+			http.Error(w, "not an authenticated upgrade", http.StatusBadRequest)
+			return
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+		brw.Flush()
+		line, err := brw.ReadString('\n')
+		if err != nil {
+			return
+		}
+		brw.WriteString("echo: " + line)
+		brw.Flush()
+	})
+	mux.HandleFunc("/hang/", func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		u.mu.Lock()
+		u.last = r
+		u.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-RateLimit-Limit", "999999") // the gateway's must win
+		json.NewEncoder(w).Encode(echo{r.Method, r.URL.Path, r.URL.RawQuery, r.Header, string(body)})
+	})
+	u.Server = httptest.NewServer(mux)
+	t.Cleanup(func() {
+		select {
+		case <-u.release:
+		default:
+			close(u.release)
+		}
+		u.Server.Close()
+	})
+	return u
+}
+
+// env is a whole gateway on httptest, with its issuer and upstream.
+type env struct {
+	t     testing.TB
+	iss   *authtest.Issuer
+	up    *upstream
+	gw    *Gateway
+	srv   *httptest.Server
+	key   *dpopclient.Key
+	clock *fakeClock
+	logs  *strings.Builder
+	cfg   *config.Config
+}
+
+// fakeClock is a settable clock; tests move it instead of sleeping.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// baseConfig is the config of most tests; %[1]s is the issuer, %[2]s the
+// upstream.
+const baseConfig = `
+issuers:
+  - issuer: %[1]s
+    audiences: [https://api.example.com]
+    algorithms: [ES256]
+rate_limits:
+  tiers:
+    anonymous: {rate: 5/m}
+    client: {rate: 50/m}
+    business: {rate: 200/m}
+  auth_failures: {rate: 100/m}
+routes:
+  - name: public
+    path_prefix: /public
+    upstream: %[2]s
+    auth: optional
+    dpop: optional
+  - name: tools
+    path_prefix: /tools
+    upstream: %[2]s
+    auth: required
+    scopes: [tools:call]
+    cors: {allow_origins: ["https://app.example.com"]}
+  - name: strip
+    path_prefix: /strip/
+    upstream: %[2]s/base
+    strip_prefix: true
+    auth: none
+  - name: sse
+    path_prefix: /sse
+    upstream: %[2]s
+    auth: required
+  - name: hang
+    path_prefix: /hang
+    upstream: %[2]s
+    auth: none
+    timeout: 200ms
+  - name: dead
+    path_prefix: /dead
+    upstream: http://127.0.0.1:1
+    auth: none
+`
+
+func newEnv(t testing.TB, extra string) *env {
+	t.Helper()
+	e := &env{t: t, iss: authtest.NewIssuer(t), up: newUpstream(t), key: authtest.NewKey(t), logs: &strings.Builder{}}
+	text := fmt.Sprintf(baseConfig, e.iss.URL, e.up.URL) + extra
+	cfg, err := config.Parse("test.yaml", []byte(text), nil)
+	if err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	e.cfg = cfg
+	e.clock = &fakeClock{now: time.Now()}
+	var mu sync.Mutex
+	log := slog.New(slog.NewJSONHandler(lockedWriter{&mu, e.logs}, nil))
+	e.gw, err = New(cfg, Options{Logger: log, Clock: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv = httptest.NewServer(e.gw)
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+// req builds a request to the gateway.
+func (e *env) req(method, path string, hdr ...string) *http.Request {
+	r, err := http.NewRequest(method, e.srv.URL+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		r.Header.Add(hdr[i], hdr[i+1])
+	}
+	return r
+}
+
+// dpop adds a DPoP token and a fresh proof for r to r.
+func (e *env) dpop(r *http.Request, token string) *http.Request {
+	return e.dpopWith(r, token, e.key)
+}
+
+func (e *env) dpopWith(r *http.Request, token string, k *dpopclient.Key) *http.Request {
+	proof, err := k.Proof(r.Method, r.URL.String(), token, "", e.clock.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	r.Header.Set("Authorization", "DPoP "+token)
+	r.Header.Set("DPoP", proof)
+	return r
+}
+
+// result is an answer, read whole.
+type result struct {
+	status int
+	header http.Header
+	body   []byte
+	err    struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	echo echo
+}
+
+func (e *env) do(r *http.Request) result {
+	e.t.Helper()
+	resp, err := e.srv.Client().Do(r)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	res := result{status: resp.StatusCode, header: resp.Header}
+	res.body, _ = io.ReadAll(resp.Body)
+	json.Unmarshal(res.body, &res.err)
+	json.Unmarshal(res.body, &res.echo)
+	return res
+}
+
+// token is a valid DPoP-bound token for client "agent-1" with scope
+// tools:call, bound to the env's key.
+func (e *env) token(extra map[string]any) string {
+	return e.iss.BoundToken(e.t, e.key, "agent-1", "tools:call", extra)
+}
+
+func readLine(t testing.TB, br *bufio.Reader) string {
+	t.Helper()
+	line, err := br.ReadString('\n')
+	if err != nil {
+		t.Fatalf("reading the stream: %v", err)
+	}
+	return line
+}
+
+var _ = context.Background

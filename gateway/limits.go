@@ -1,0 +1,64 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/dpopgate/dpopgate/gateway/auth"
+	"github.com/dpopgate/dpopgate/ratelimit"
+)
+
+// limiter is what the gateway needs of a rate-limit backend
+// (ratelimit.Memory, ratelimit.Redis).
+type limiter interface {
+	AllowN(ctx context.Context, key string, l ratelimit.Limit, n int) (ratelimit.Decision, error)
+}
+
+const (
+	tierAnonymous = "anonymous"
+	tierClient    = "client"
+)
+
+// tierOf names the tier of a request (spec §3.7): anonymous without a
+// token; the tier claim's value when it names a configured tier (other than
+// anonymous); client otherwise.
+func tierOf(p *auth.Principal, tiers map[string]ratelimit.Limit) string {
+	if p == nil {
+		return tierAnonymous
+	}
+	if p.Tier != "" && p.Tier != tierAnonymous {
+		if _, ok := tiers[p.Tier]; ok {
+			return p.Tier
+		}
+	}
+	return tierClient
+}
+
+// bucketKey names a bucket: per route, per tier, per client. Clients are
+// keyed by issuer and client_id, anonymous callers by address (IPv6 /64).
+func bucketKey(route, tier string, p *auth.Principal, ipKey string) string {
+	if p == nil {
+		return route + "|" + tier + "|ip:" + ipKey
+	}
+	return route + "|" + tier + "|" + p.Issuer + "|" + p.ClientID
+}
+
+// writeLimitHeaders sets the rate-limit fields of every answer on a limited
+// route: the de-facto X-RateLimit-* trio (Reset in Unix seconds, when the
+// bucket is full again) and the IETF RateLimit-Policy / RateLimit fields
+// (draft-ietf-httpapi-ratelimit-headers: quota q over window w seconds;
+// remaining r, and t seconds until the quota is back).
+func writeLimitHeaders(h http.Header, tier string, l ratelimit.Limit, d ratelimit.Decision, now time.Time) {
+	reset := d.Reset
+	if reset.Before(now) {
+		reset = now
+	}
+	until := ceilSeconds(reset.Sub(now))
+	h.Set("X-RateLimit-Limit", strconv.Itoa(d.Limit))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
+	h.Set("X-RateLimit-Reset", strconv.FormatInt(now.Unix()+until, 10))
+	h.Set("RateLimit-Policy", `"`+tier+`";q=`+strconv.Itoa(l.Count)+";w="+strconv.FormatInt(ceilSeconds(l.Period), 10))
+	h.Set("RateLimit", `"`+tier+`";r=`+strconv.Itoa(d.Remaining)+";t="+strconv.FormatInt(until, 10))
+}

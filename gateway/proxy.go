@@ -1,0 +1,171 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// newTransport returns the Transport of one upstream: explicit timeouts
+// everywhere, and an idle pool large enough for a busy gateway (the
+// DefaultTransport keeps 2 idle connections per host, so under load most
+// requests would open a new one). timeout bounds the wait for response
+// headers only: a stream may run longer.
+func newTransport(timeout time.Duration) *http.Transport {
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 nil, // a gateway never follows HTTP_PROXY to its upstreams
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: timeout,
+	}
+}
+
+// newProxy builds the reverse proxy of one route (Rewrite, never Director:
+// Rewrite gets a copy of the request stripped of hop-by-hop and forwarding
+// headers, so nothing the client sent survives by accident).
+func (g *Gateway) newProxy(rt *route) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite:        func(pr *httputil.ProxyRequest) { g.rewrite(rt, pr) },
+		Transport:      newTransport(rt.timeout),
+		ModifyResponse: g.modifyResponse,
+		ErrorHandler:   g.proxyError,
+		ErrorLog:       nil,
+		BufferPool:     bufferPool{},
+	}
+}
+
+// rewrite prepares the upstream request (spec §3.8): strip the prefix when
+// asked, drop credentials and any inbound identity headers, add the
+// verified identity and the forwarding headers.
+func (g *Gateway) rewrite(rt *route, pr *httputil.ProxyRequest) {
+	x := exchangeOf(pr.In.Context())
+	out := pr.Out
+	if rt.stripPrefix {
+		stripPrefix(out.URL, rt.prefix)
+	}
+	pr.SetURL(rt.upstream)
+	h := out.Header
+	h.Del("Authorization")
+	h.Del("DPoP")
+	for k := range h {
+		if len(k) > 7 && strings.EqualFold(k[:7], "X-Auth-") {
+			delete(h, k)
+		}
+	}
+	// X-Forwarded-For: the trusted chain, then the peer. SetXForwarded
+	// appends the peer to whatever X-Forwarded-For Out already holds.
+	if x != nil && x.peerTrusted {
+		if xff := pr.In.Header.Values("X-Forwarded-For"); len(xff) > 0 {
+			h["X-Forwarded-For"] = xff
+		}
+	}
+	pr.SetXForwarded()
+	if x == nil {
+		return
+	}
+	if scheme, host, ok := strings.Cut(x.target.origin, "://"); ok {
+		h.Set("X-Forwarded-Proto", scheme)
+		h.Set("X-Forwarded-Host", host)
+	}
+	h.Set("X-Request-Id", x.id)
+	h.Set("X-Auth-Tier", x.tier)
+	if p := x.principal; p != nil {
+		h.Set("X-Auth-Subject", p.Subject)
+		h.Set("X-Auth-Client-Id", p.ClientID)
+		h.Set("X-Auth-Scope", p.Scope())
+		h.Set("X-Auth-Issuer", p.Issuer)
+		if p.JKT != "" {
+			h.Set("X-Auth-Jkt", p.JKT)
+		}
+	}
+	x.upstreamStart = g.clock()
+}
+
+// stripPrefix removes the route prefix from the path, keeping a leading /.
+func stripPrefix(u *url.URL, prefix string) {
+	p := strings.TrimSuffix(prefix, "/")
+	u.Path = ensureSlash(strings.TrimPrefix(u.Path, p))
+	if u.RawPath != "" {
+		if strings.HasPrefix(u.RawPath, p) {
+			u.RawPath = ensureSlash(strings.TrimPrefix(u.RawPath, p))
+		} else {
+			u.RawPath = ""
+		}
+	}
+}
+
+func ensureSlash(p string) string {
+	if !strings.HasPrefix(p, "/") {
+		return "/" + p
+	}
+	return p
+}
+
+// modifyResponse puts the gateway's fields on an upstream answer: the
+// rate-limit headers (replacing any the upstream sent), a fresh DPoP nonce,
+// CORS.
+func (g *Gateway) modifyResponse(res *http.Response) error {
+	x := exchangeOf(res.Request.Context())
+	if x == nil {
+		return nil
+	}
+	x.upstream = g.clock().Sub(x.upstreamStart)
+	h := res.Header
+	for _, k := range []string{"X-Ratelimit-Limit", "X-Ratelimit-Remaining", "X-Ratelimit-Reset", "Ratelimit-Policy", "Ratelimit"} {
+		delete(h, k)
+	}
+	if x.limited {
+		writeLimitHeaders(h, x.tier, x.limit, x.decision, x.start)
+	}
+	if x.nonce != "" {
+		h.Set("DPoP-Nonce", x.nonce)
+	}
+	h.Set("X-Request-Id", x.id)
+	if x.route != nil && x.route.cors != nil {
+		x.route.cors.decorate(h, x.origin)
+	}
+	return nil
+}
+
+// proxyError answers 502 when the upstream cannot be reached and 504 when
+// it does not answer in time, in the gateway's JSON shape.
+func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away; there is nobody to answer.
+		if rw, ok := w.(*responseWriter); ok && rw.code == 0 {
+			rw.code = 499
+		}
+		return
+	}
+	code := codeBadGateway
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		code = codeGatewayTimeout
+	}
+	s := g.snap.Load()
+	x := exchangeOf(r.Context())
+	if x == nil {
+		x = &exchange{start: g.clock()}
+	}
+	g.refuse(w, s, x, newAnswer(code, code, err))
+}
+
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// bufferPool lends the proxy 32 KiB copy buffers.
+type bufferPool struct{}
+
+func (bufferPool) Get() []byte  { return *copyBuffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { copyBuffers.Put(&b) }

@@ -1,0 +1,110 @@
+package gateway
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestHTUBehindTrustedProxy: behind a TLS-terminating proxy the proof names
+// the public https URL; the gateway rebuilds it from the trusted forwarding
+// headers, and ignores the same headers from anyone else.
+func TestHTUBehindTrustedProxy(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		extra   string
+		proofTo string // URL the client signed
+		hdr     []string
+		status  int
+	}{
+		{"ok/trusted-forwarded-headers", "server:\n  trusted_proxies: [127.0.0.1/32]\n", "https://api.example.com/tools/x",
+			[]string{"X-Forwarded-Proto", "https", "X-Forwarded-Host", "api.example.com", "X-Forwarded-For", "198.51.100.9"}, 200},
+		{"ok/public-url", "server:\n  public_url: https://api.example.com\n", "https://api.example.com/tools/x", nil, 200},
+		{"fail/untrusted-forwarded-headers", "", "https://api.example.com/tools/x",
+			[]string{"X-Forwarded-Proto", "https", "X-Forwarded-Host", "api.example.com"}, 401},
+		{"fail/trusted-but-other-host-signed", "server:\n  trusted_proxies: [127.0.0.1/32]\n", "https://evil.example.com/tools/x",
+			[]string{"X-Forwarded-Proto", "https", "X-Forwarded-Host", "api.example.com"}, 401},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.extra)
+			tok := e.token(nil)
+			proof, _ := e.key.Proof("GET", tc.proofTo, tok, "", e.clock.Now())
+			r := e.req("GET", "/tools/x", append(tc.hdr, "Authorization", "DPoP "+tok, "DPoP", proof)...)
+			res := e.do(r)
+			if res.status != tc.status {
+				t.Fatalf("got %d %s, want %d", res.status, res.body, tc.status)
+			}
+			if tc.status == 401 && res.err.Error != "invalid_dpop_proof" {
+				t.Fatalf("got %s, want invalid_dpop_proof", res.body)
+			}
+			if tc.name == "ok/trusted-forwarded-headers" {
+				h := res.echo.Header
+				if h.Get("X-Forwarded-Proto") != "https" || h.Get("X-Forwarded-Host") != "api.example.com" ||
+					h.Get("X-Forwarded-For") != "198.51.100.9, 127.0.0.1" {
+					t.Fatalf("upstream got forwarding headers %q", h)
+				}
+			}
+		})
+	}
+}
+
+func TestProtectedResourceMetadata(t *testing.T) {
+	e := newEnv(t, "server:\n  public_url: https://api.example.com\n")
+	get := func(path string) (int, resourceMetadata) {
+		res := e.do(e.req("GET", path))
+		var md resourceMetadata
+		json.Unmarshal(res.body, &md)
+		return res.status, md
+	}
+	status, md := get("/.well-known/oauth-protected-resource")
+	if status != 200 || md.Resource != "https://api.example.com" || len(md.AuthorizationServers) != 1 ||
+		md.AuthorizationServers[0] != e.iss.URL || md.DPoPBoundAccessTokensRequired ||
+		strings.Join(md.ScopesSupported, " ") != "tools:call" || strings.Join(md.BearerMethodsSupported, ",") != "header" ||
+		len(md.DPoPSigningAlgValuesSupported) == 0 {
+		t.Fatalf("root document: got %d %+v", status, md)
+	}
+	status, md = get("/.well-known/oauth-protected-resource/tools")
+	if status != 200 || md.Resource != "https://api.example.com/tools" || !md.DPoPBoundAccessTokensRequired ||
+		strings.Join(md.ScopesSupported, " ") != "tools:call" {
+		t.Fatalf("route document: got %d %+v", status, md)
+	}
+	if status, _ := get("/.well-known/oauth-protected-resource/strip"); status != 404 {
+		t.Fatalf("auth: none route: got %d, want 404", status)
+	}
+	// The 401 of the route points at its document.
+	res := e.do(e.req("GET", "/tools/x"))
+	if !strings.Contains(res.header.Get("WWW-Authenticate"), `resource_metadata="https://api.example.com/.well-known/oauth-protected-resource/tools"`) {
+		t.Fatalf("got %q", res.header.Get("WWW-Authenticate"))
+	}
+}
+
+// TestWebSocketUpgrade: an upgrade passes through the gateway to the
+// upstream, and bytes flow both ways on the hijacked connection.
+func TestWebSocketUpgrade(t *testing.T) {
+	e := newEnv(t, "")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	tok := e.token(nil)
+	proof, _ := e.key.Proof("GET", e.srv.URL+"/tools/ws", tok, "", e.clock.Now())
+	fmt.Fprintf(conn, "GET /tools/ws HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nAuthorization: DPoP %s\r\nDPoP: %s\r\n\r\n",
+		strings.TrimPrefix(e.srv.URL, "http://"), tok, proof)
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("got %d, want 101", resp.StatusCode)
+	}
+	fmt.Fprint(conn, "ping\n")
+	if line, _ := br.ReadString('\n'); line != "echo: ping\n" {
+		t.Fatalf("got %q over the upgraded connection, want the echo", line)
+	}
+}

@@ -1,0 +1,181 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// target is the request the client made, as the gateway must judge it: the
+// method and URI for routing and for the DPoP htm/htu checks. For a proxied
+// request that is the request itself, with scheme and host taken from
+// public_url or from trusted forwarding headers; for forward auth, the
+// original request the ingress describes.
+type target struct {
+	method   string
+	origin   string // scheme://host[:port] the client addressed (htu)
+	host     string // Host for routing
+	path     string // decoded path, for routing
+	rawPath  string // escaped path, for htu
+	rawQuery string
+}
+
+// htu is the URI a DPoP proof for this request must name (RFC 9449 §4.2),
+// before normalisation.
+func (t target) htu() string { return t.origin + t.rawPath }
+
+// targetOf describes r as its client made it. The scheme and host are, in
+// order of preference: public_url; the last X-Forwarded-Proto and
+// X-Forwarded-Host values when the peer is a trusted proxy (the values the
+// nearest proxy wrote); the connection and the Host header.
+func (s *snapshot) targetOf(r *http.Request, peerTrusted bool) target {
+	t := target{method: r.Method, host: r.Host, path: r.URL.Path, rawPath: r.URL.EscapedPath(), rawQuery: r.URL.RawQuery}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if peerTrusted {
+		if p := lastValue(r.Header, "X-Forwarded-Proto"); p == "http" || p == "https" {
+			scheme = p
+		}
+		if h := lastValue(r.Header, "X-Forwarded-Host"); h != "" && validHost(h) {
+			t.host = h
+		}
+	}
+	if s.publicOrigin != "" {
+		t.origin = s.publicOrigin
+	} else {
+		t.origin = scheme + "://" + t.host
+	}
+	return t
+}
+
+// lastValue returns the last comma-separated item of the last value of a
+// header field, trimmed.
+func lastValue(h http.Header, name string) string {
+	vs := h.Values(name)
+	if len(vs) == 0 {
+		return ""
+	}
+	v := vs[len(vs)-1]
+	if i := strings.LastIndexByte(v, ','); i >= 0 {
+		v = v[i+1:]
+	}
+	return strings.ToLower(strings.TrimSpace(v))
+}
+
+// validHost accepts host or host:port made of the characters a Host field
+// may hold (RFC 9110 §7.2), nothing that could bend a URI built from it.
+func validHost(h string) bool {
+	if h == "" || len(h) > 255 {
+		return false
+	}
+	for _, c := range []byte(h) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("-._~:[]", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// requestID returns the id of the request: the one a trusted proxy sent, or
+// a new random one.
+func requestID(r *http.Request, peerTrusted bool) string {
+	if peerTrusted {
+		if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 128 && validHost(id) {
+			return id
+		}
+	}
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// tokenInQuery reports an access_token query parameter (RFC 6750 §2.3),
+// which OAuth 2.1 forbids and we refuse.
+func tokenInQuery(rawQuery string) bool {
+	if !strings.Contains(rawQuery, "access_token") {
+		return false
+	}
+	q, err := url.ParseQuery(rawQuery)
+	return err != nil || q.Has("access_token")
+}
+
+// maxFormPeek bounds how much of a form body is read to look for a token.
+const maxFormPeek = 64 << 10
+
+// tokenInForm reports an access_token in a form-encoded body (RFC 6750
+// §2.2). It reads at most maxFormPeek bytes and puts them back.
+func tokenInForm(r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return false
+	}
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if mt != "application/x-www-form-urlencoded" {
+		return false
+	}
+	head, err := io.ReadAll(io.LimitReader(r.Body, maxFormPeek))
+	r.Body = readCloser{io.MultiReader(bytes.NewReader(head), r.Body), r.Body}
+	if err != nil || !bytes.Contains(head, []byte("access_token")) {
+		return false
+	}
+	q, err := url.ParseQuery(string(head))
+	return err != nil || q.Has("access_token")
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
+
+// responseWriter records the status and size of an answer for the access
+// log. Unwrap lets http.ResponseController reach Flush and Hijack, which the
+// reverse proxy uses for streams and WebSocket upgrades.
+type responseWriter struct {
+	http.ResponseWriter
+	code  int
+	bytes int64
+}
+
+func (w *responseWriter) WriteHeader(code int) {
+	if w.code == 0 && code >= 200 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *responseWriter) Flush() {
+	http.NewResponseController(w.ResponseWriter).Flush()
+}
+
+func (w *responseWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.code == 0 {
+		w.code = http.StatusSwitchingProtocols
+	}
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *responseWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
+}

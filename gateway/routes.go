@@ -1,0 +1,115 @@
+package gateway
+
+import (
+	"net"
+	"net/http/httputil"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/dpopgate/dpopgate/ratelimit"
+)
+
+// authMode is a route's auth setting.
+type authMode int
+
+const (
+	authNone     authMode = iota // credentials ignored (and stripped)
+	authOptional                 // anonymous allowed; credentials, when sent, must be valid
+	authRequired                 // a valid token is needed
+)
+
+// route is one compiled entry of the route table. It is read-only after
+// compile and shared by every request that matches it.
+type route struct {
+	name        string
+	host        string // "" for any; with a port when the config gave one
+	prefix      string
+	methods     map[string]bool // nil for any
+	upstream    *url.URL
+	stripPrefix bool
+	auth        authMode
+	requireDPoP bool
+	scopes      []string
+	scope       string          // scopes space-separated, for challenges
+	issuers     map[string]bool // nil: every configured issuer
+	introspect  bool
+	limits      map[string]ratelimit.Limit // tier -> limit, overrides applied
+	timeout     time.Duration
+	cors        *corsPolicy
+	resource    string // RFC 9728 resource override, "" to derive
+	proxy       *httputil.ReverseProxy
+}
+
+// routeTable finds the route for a request: among routes whose host and
+// methods match, the one with the longest path prefix, a host-bound route
+// before a host-less one of the same prefix.
+type routeTable []*route
+
+func newRouteTable(routes []*route) routeTable {
+	t := append(routeTable(nil), routes...)
+	sort.SliceStable(t, func(i, j int) bool {
+		if len(t[i].prefix) != len(t[j].prefix) {
+			return len(t[i].prefix) > len(t[j].prefix)
+		}
+		return t[i].host != "" && t[j].host == ""
+	})
+	return t
+}
+
+// match returns the route for host (as in the Host header), the decoded
+// path and the method, or nil.
+func (t routeTable) match(host, path, method string) *route {
+	for _, rt := range t {
+		if rt.host != "" && !hostMatches(rt.host, host) {
+			continue
+		}
+		if rt.methods != nil && !rt.methods[method] {
+			continue
+		}
+		if prefixMatches(rt.prefix, path) {
+			return rt
+		}
+	}
+	return nil
+}
+
+// prefixMatches: prefix matches whole path segments, so /api matches /api
+// and /api/x but not /apix; a prefix ending in "/" matches what follows it.
+func prefixMatches(prefix, path string) bool {
+	if !strings.HasPrefix(path, prefix) {
+		return false
+	}
+	return len(path) == len(prefix) || strings.HasSuffix(prefix, "/") || path[len(prefix)] == '/'
+}
+
+// hostMatches compares a route's host with a request's Host, ignoring case,
+// and ignoring the request's port when the route names none.
+func hostMatches(want, got string) bool {
+	wh, wp := splitHostPort(want)
+	gh, gp := splitHostPort(got)
+	return strings.EqualFold(wh, gh) && (wp == "" || wp == gp)
+}
+
+// splitHostPort splits "host", "host:port", "[v6]" or "[v6]:port".
+func splitHostPort(s string) (host, port string) {
+	if h, p, err := net.SplitHostPort(s); err == nil {
+		return h, p
+	}
+	return strings.Trim(s, "[]"), ""
+}
+
+// hasDotSegment reports whether a decoded path has a "." or ".." segment.
+// Such paths are refused: the route is chosen on the path as sent, and an
+// upstream that resolved the dots would serve another route's resource.
+func hasDotSegment(path string) bool {
+	for path != "" {
+		var seg string
+		seg, path, _ = strings.Cut(path, "/")
+		if seg == "." || seg == ".." {
+			return true
+		}
+	}
+	return false
+}
