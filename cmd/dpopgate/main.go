@@ -1,0 +1,96 @@
+// Command dpopgate is the resource-server half of OAuth 2.1 + DPoP as a
+// reverse proxy. Run "dpopgate help" for its commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	switch {
+	case err == nil:
+	case errors.Is(err, flag.ErrHelp):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "dpopgate:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `dpopgate: the resource-server half of OAuth 2.1 + DPoP, as a reverse proxy
+
+  dpopgate dev                       everything in one process for a first try
+  dpopgate serve --config FILE       the gateway
+  dpopgate check-config --config FILE
+  dpopgate keygen [--alg ES256]      a DPoP key pair (private JWK) on stdout
+  dpopgate proof --key FILE --method M --url U [--token T] [--nonce N]
+  dpopgate token --issuer URL --client-id ID [--client-secret S] --key FILE [--scope S] [--resource R]
+  dpopgate bench [flags]             the load tool
+  dpopgate version
+`
+
+// run is the whole command: args without the program name, the
+// environment, and where to write. It returns instead of exiting, so tests
+// call it directly.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return flag.ErrHelp
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return serve(ctx, rest, getenv, stdout, stderr)
+	case "check-config":
+		return checkConfig(rest, getenv, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, versionString())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+}
+
+// Set by the build (-ldflags "-X main.version=... -X main.commit=...").
+var (
+	version = "dev"
+	commit  = ""
+)
+
+func versionString() string {
+	c, goVersion := commit, "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && c == "" {
+				c = s.Value
+			}
+		}
+	}
+	if c == "" {
+		c = "unknown"
+	}
+	return fmt.Sprintf("dpopgate %s (commit %s, %s)", version, c, goVersion)
+}
+
+// newFlags returns a flag set that reports errors as values, not exits.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("dpopgate "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}

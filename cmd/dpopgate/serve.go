@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/dpopgate/dpopgate/config"
+	"github.com/dpopgate/dpopgate/gateway"
+)
+
+// serve runs the gateway until ctx ends (SIGINT, SIGTERM), then drains.
+func serve(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	path := fs.String("config", getenv(config.EnvConfigPath), "config `file` (or $"+config.EnvConfigPath+")")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return errors.New("serve needs --config FILE (or " + config.EnvConfigPath + ")")
+	}
+	cfg, err := config.Load(*path, getenv)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg.Log, stderr)
+	gw, err := gateway.New(cfg, gateway.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.Server.Listen)
+	if err != nil {
+		return err
+	}
+	var adminLn net.Listener
+	if cfg.Server.AdminEnabled() {
+		if adminLn, err = net.Listen("tcp", cfg.Server.AdminListen); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	return runServers(ctx, cfg, gw, log, ln, adminLn)
+}
+
+// newLogger builds the JSON (or text) slog logger the config asks for.
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if strings.EqualFold(c.Format, "text") {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// runServers serves the gateway on ln and the admin endpoints on adminLn
+// (nil: none) until ctx ends; then it stops accepting, gives in-flight
+// requests the configured grace period, and returns.
+func runServers(ctx context.Context, cfg *config.Config, gw *gateway.Gateway, log *slog.Logger, ln, adminLn net.Listener) error {
+	bg, stopBackground := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBackground()
+	go gw.Run(bg)
+
+	s := cfg.Server
+	main := &http.Server{
+		Handler:           gw,
+		ReadHeaderTimeout: time.Duration(s.ReadHeaderTimeout),
+		ReadTimeout:       time.Duration(s.ReadTimeout),
+		IdleTimeout:       time.Duration(s.IdleTimeout),
+		MaxHeaderBytes:    s.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	servers := []*http.Server{main}
+	errc := make(chan error, 2)
+	go func() {
+		var err error
+		if s.TLS.Enabled() {
+			err = main.ServeTLS(ln, s.TLS.CertFile, s.TLS.KeyFile)
+		} else {
+			err = main.Serve(ln)
+		}
+		errc <- err
+	}()
+	if adminLn != nil {
+		admin := &http.Server{
+			Handler:           gw.AdminHandler(),
+			ReadHeaderTimeout: 5 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       time.Minute,
+		}
+		servers = append(servers, admin)
+		go func() { errc <- admin.Serve(adminLn) }()
+		log.Info("admin listening", "addr", adminLn.Addr().String())
+	}
+	log.Info("gateway listening", "addr", ln.Addr().String(), "routes", len(cfg.Routes), "issuers", len(cfg.Issuers))
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("listener stopped: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("draining", "grace", time.Duration(s.ShutdownGrace).String())
+	gw.Drain()
+	grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(s.ShutdownGrace))
+	defer cancel()
+	for _, srv := range servers {
+		if err := srv.Shutdown(grace); err != nil {
+			log.Warn("grace period over, closing the connections left", "error", err)
+			srv.Close()
+		}
+	}
+	stopBackground()
+	log.Info("stopped")
+	return nil
+}
