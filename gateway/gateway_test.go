@@ -3,8 +3,11 @@ package gateway
 import (
 	"bufio"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -338,5 +341,62 @@ func TestCORSPreflight(t *testing.T) {
 	res = e.do(e.req("GET", "/tools/x", "Origin", "https://app.example.com"))
 	if !strings.Contains(res.header.Get("Access-Control-Expose-Headers"), "WWW-Authenticate") {
 		t.Fatalf("got %q, want WWW-Authenticate exposed", res.header)
+	}
+}
+
+// TestConcurrentReplay: one proof sent by 64 goroutines at once is
+// accepted exactly once.
+func TestConcurrentReplay(t *testing.T) {
+	e := newEnv(t, "")
+	r := e.dpop(e.req("GET", "/tools/x"), e.token(nil))
+	authz, proof := r.Header.Get("Authorization"), r.Header.Get("DPoP")
+	var wg sync.WaitGroup
+	var ok, replayed atomic.Int32
+	start := make(chan struct{})
+	for i := 0; i < 64; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			res := e.do(e.req("GET", "/tools/x", "Authorization", authz, "DPoP", proof))
+			switch {
+			case res.status == 200:
+				ok.Add(1)
+			case res.status == 401 && strings.Contains(res.err.Description, "already been used"):
+				replayed.Add(1)
+			default:
+				t.Errorf("got %d %s", res.status, res.body)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if ok.Load() != 1 || replayed.Load() != 63 {
+		t.Fatalf("got %d accepted, %d refused as replays; want 1 and 63", ok.Load(), replayed.Load())
+	}
+}
+
+// TestKeysUnavailable: with the issuer down from the start, token routes
+// answer 503 temporarily_unavailable, anonymous traffic is served, and
+// /readyz says why.
+func TestKeysUnavailable(t *testing.T) {
+	e := newEnv(t, "")
+	e.iss.Down.Store(true)
+	res := e.do(e.dpop(e.req("GET", "/tools/x"), e.token(nil)))
+	if res.status != 503 || res.err.Error != "temporarily_unavailable" || res.header.Get("Cache-Control") != "no-store" {
+		t.Fatalf("got %d %s, want 503 temporarily_unavailable", res.status, res.body)
+	}
+	if res := e.do(e.req("GET", "/public/x")); res.status != 200 {
+		t.Fatalf("anonymous: got %d, want 200", res.status)
+	}
+	admin := httptest.NewServer(e.gw.AdminHandler())
+	defer admin.Close()
+	resp, err := http.Get(admin.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Fatalf("readyz: got %d, want 503 while no keys are loaded", resp.StatusCode)
 	}
 }
