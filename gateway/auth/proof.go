@@ -46,6 +46,9 @@ type proofInput struct {
 	headers []string // every DPoP header value of the request
 	method  string
 	htu     string   // the request's URI, normalised (NormalizeHTU)
+	// noToken: the proof comes without an access token (to a token
+	// endpoint, RFC 9449 §5): no ath, nothing to bind to.
+	noToken bool
 	ath     [32]byte // SHA-256 of the access token
 	jkt     string   // the token's cnf.jkt
 	now     time.Time
@@ -71,7 +74,7 @@ func (v *Verifier) checkProof(in proofInput) (Proof, error) {
 	if err != nil {
 		return Proof{}, err
 	}
-	if err := checkRequiredClaims(&p); err != nil {
+	if err := checkRequiredClaims(&p, !in.noToken); err != nil {
 		return Proof{}, err
 	}
 	if err := checkTyp(p.header.Typ); err != nil {
@@ -101,6 +104,10 @@ func (v *Verifier) checkProof(in proofInput) (Proof, error) {
 	if err != nil {
 		return Proof{}, err
 	}
+	jti := *p.claims.JTI
+	if in.noToken {
+		return Proof{JKT: key.jkt, JTI: jti, IssuedAt: iat, ReplayKey: replayKey(key.jkt, jti)}, nil
+	}
 	if err := checkATH(*p.claims.ATH, in.ath); err != nil {
 		return Proof{}, err
 	}
@@ -108,7 +115,6 @@ func (v *Verifier) checkProof(in proofInput) (Proof, error) {
 	if err != nil {
 		return Proof{}, err
 	}
-	jti := *p.claims.JTI
 	return Proof{JKT: jkt, JTI: jti, IssuedAt: iat, ReplayKey: replayKey(jkt, jti)}, nil
 }
 
@@ -149,9 +155,10 @@ func parseProof(raw string) (parsedProof, error) {
 
 // checkRequiredClaims: "All required claims per Section 4.2 are contained in
 // the JWT" (§4.3 item 3): typ, alg and jwk in the header; jti, htm, htu and
-// iat in the payload; ath, because a proof sent to a resource server always
-// comes with an access token. The jti is bounded so the replay store is.
-func checkRequiredClaims(p *parsedProof) error {
+// iat in the payload; ath when the proof comes with an access token, as it
+// always does at a resource server. The jti is bounded so the replay store
+// is.
+func checkRequiredClaims(p *parsedProof, withToken bool) error {
 	h, c := &p.header, &p.claims
 	var missing []string
 	for _, m := range []struct {
@@ -160,7 +167,7 @@ func checkRequiredClaims(p *parsedProof) error {
 	}{
 		{"typ", h.Typ != ""}, {"alg", h.Alg != ""}, {"jwk", len(h.JWK) > 0 && string(h.JWK) != "null"},
 		{"jti", c.JTI != nil && *c.JTI != ""}, {"htm", c.HTM != nil}, {"htu", c.HTU != nil},
-		{"iat", c.IAT != nil}, {"ath", c.ATH != nil},
+		{"iat", c.IAT != nil}, {"ath", c.ATH != nil || !withToken},
 	} {
 		if !m.present {
 			missing = append(missing, m.name)

@@ -288,3 +288,23 @@ func flip(s string) string {
 	}
 	return string(b)
 }
+
+// TestVerifyProofWithoutToken: at a token endpoint a proof has no ath and
+// binds nothing yet; every other check still applies.
+func TestVerifyProofWithoutToken(t *testing.T) {
+	ti := newTestIssuer(t)
+	v := newTestVerifier(t, ti)
+	pk := newProofKey(t, "ES256", "client")
+	const tokenURL = "https://as.example.com/token"
+	h, c := pk.proofParts("POST", tokenURL, "", testNow)
+	delete(c, "ath")
+	p, err := v.VerifyProof([]string{signJWS(t, pk.alg, pk.priv, h, c)}, "POST", tokenURL, testNow)
+	if err != nil || p.JKT != pk.jkt || p.ReplayKey == "" {
+		t.Fatalf("got %+v, %v; want the proof accepted, bound to %s", p, err, pk.jkt)
+	}
+	c["htm"] = "GET"
+	_, err = v.VerifyProof([]string{signJWS(t, pk.alg, pk.priv, h, c)}, "POST", tokenURL, testNow)
+	wantCode(t, err, InvalidDPoPProof, ReasonHTMMismatch)
+	_, err = v.VerifyProof(nil, "POST", tokenURL, testNow)
+	wantCode(t, err, InvalidDPoPProof, ReasonMissingProof)
+}

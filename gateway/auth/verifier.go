@@ -222,6 +222,23 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (Result, error) {
 	return Result{Scheme: scheme, Principal: p, Proof: &proof}, nil
 }
 
+// VerifyProof checks a DPoP proof sent without an access token, as an
+// authorization server's token endpoint receives it (RFC 9449 §5): every
+// check of §4.3 but ath and the key binding. The returned Proof names the
+// key (JKT) to bind the token to. The caller claims Proof.ReplayKey.
+func (v *Verifier) VerifyProof(headers []string, method, url string, now time.Time) (Proof, error) {
+	htu, err := NormalizeHTU(url)
+	if err != nil {
+		return Proof{}, proofError(ReasonHTUMismatch, "request URI does not normalise")
+	}
+	for _, h := range headers {
+		if len(h) > v.maxCred {
+			return Proof{}, proofError(ReasonMalformedProof, "DPoP header larger than %d bytes", v.maxCred)
+		}
+	}
+	return v.checkProof(proofInput{headers: headers, method: method, htu: htu, noToken: true, now: now})
+}
+
 // parseAuthorization reads the one Authorization header a request may carry
 // (RFC 9110 §11.6.2): scheme DPoP or Bearer (case-insensitive), one or more
 // spaces, a token68. No header: scheme "".
