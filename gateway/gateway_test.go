@@ -196,7 +196,7 @@ func TestIdentityHeaders(t *testing.T) {
 			t.Errorf("upstream got %s = %q, want it removed", name, got)
 		}
 	}
-	if h.Get("X-Request-Id") == "" || h.Get("X-Request-Id") != res.header.Get("X-Request-Id") {
+	if h.Get("X-Request-Id") == "" || len(res.header.Values("X-Request-Id")) != 1 || h.Get("X-Request-Id") != res.header.Get("X-Request-Id") {
 		t.Errorf("got request ids %q upstream, %q to the client, want one id", h.Get("X-Request-Id"), res.header.Get("X-Request-Id"))
 	}
 	if res.echo.Path != "/tools/x" || res.echo.Query != "q=1" || res.echo.Method != "POST" {

@@ -132,7 +132,7 @@ func (g *Gateway) modifyResponse(res *http.Response) error {
 	if x.nonce != "" {
 		h.Set("DPoP-Nonce", x.nonce)
 	}
-	h.Set("X-Request-Id", x.id)
+	h.Del("X-Request-Id") // the client already has ours
 	if x.route != nil && x.route.cors != nil {
 		x.route.cors.decorate(h, x.origin)
 	}

@@ -17,6 +17,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	argv0 = os.Args[0]
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	switch {
 	case err == nil:
@@ -36,6 +37,7 @@ const usage = `dpopgate: the resource-server half of OAuth 2.1 + DPoP, as a reve
   dpopgate keygen [--alg ES256]      a DPoP key pair (private JWK) on stdout
   dpopgate proof --key FILE --method M --url U [--token T] [--nonce N]
   dpopgate token --issuer URL --client-id ID [--client-secret S] --key FILE [--scope S] [--resource R]
+  dpopgate register --issuer URL [--name N] [--scope S]   RFC 7591 dynamic client registration
   dpopgate bench [flags]             the load tool
   dpopgate version
 `
@@ -52,6 +54,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch cmd {
 	case "serve":
 		return serve(ctx, rest, getenv, stdout, stderr)
+	case "dev":
+		return dev(ctx, rest, stdout, stderr)
+	case "keygen":
+		return keygen(rest, stdout, stderr)
+	case "proof":
+		return proof(rest, stdout, stderr)
+	case "token":
+		return token(ctx, rest, stdout, stderr)
+	case "register":
+		return register(ctx, rest, stdout, stderr)
 	case "check-config":
 		return checkConfig(rest, getenv, stdout, stderr)
 	case "version":
