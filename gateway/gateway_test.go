@@ -400,3 +400,92 @@ func TestKeysUnavailable(t *testing.T) {
 		t.Fatalf("readyz: got %d, want 503 while no keys are loaded", resp.StatusCode)
 	}
 }
+
+// TestAuthFailureBudget: an address that keeps failing authentication is
+// refused with 429 before any signature is checked; a valid token from
+// another address is unaffected, and so is anonymous traffic.
+func TestAuthFailureBudget(t *testing.T) {
+	e := newEnvWith(t, "  auth_failures: {rate: 3/m}", "")
+	bad := e.token(map[string]any{"exp": time.Now().Add(-time.Hour).Unix()})
+	for i := 0; i < 3; i++ {
+		if res := e.do(e.dpop(e.req("GET", "/tools/x"), bad)); res.status != 401 {
+			t.Fatalf("failure %d: got %d, want 401", i, res.status)
+		}
+	}
+	res := e.do(e.dpop(e.req("GET", "/tools/x"), bad))
+	if res.status != 429 || res.err.Error != "rate_limited" || res.header.Get("Retry-After") == "" {
+		t.Fatalf("after the budget: got %d %s, want 429 with Retry-After", res.status, res.body)
+	}
+	// A valid token from the same address is refused too: the check comes
+	// before any signature, so it cannot tell.
+	if res := e.do(e.dpop(e.req("GET", "/tools/x"), e.token(nil))); res.status != 429 {
+		t.Fatalf("valid token from the same address: got %d, want 429", res.status)
+	}
+	// Anonymous requests carry no credentials to check, and pass.
+	if res := e.do(e.req("GET", "/public/x")); res.status != 200 {
+		t.Fatalf("anonymous: got %d, want 200", res.status)
+	}
+	// Twenty seconds later one failure's worth has come back.
+	e.clock.Advance(20 * time.Second)
+	if res := e.do(e.dpop(e.req("GET", "/tools/x"), e.token(nil))); res.status != 200 {
+		t.Fatalf("after refill: got %d %s, want 200", res.status, res.body)
+	}
+}
+
+func TestRouteOverrideAndIPCap(t *testing.T) {
+	e := newEnv(t, `
+  - name: tight
+    path_prefix: /tight
+    upstream: %[2]s
+    auth: optional
+    rate_limits: {anonymous: 2/m}
+`)
+	through := func(path string) int {
+		for i := 0; i < 20; i++ {
+			if res := e.do(e.req("GET", path)); res.status != 200 {
+				return i
+			}
+		}
+		return 20
+	}
+	if got := through("/tight/x"); got != 2 {
+		t.Fatalf("route override: got %d through, want 2", got)
+	}
+	if got := through("/public/x"); got != 5 {
+		t.Fatalf("other route keeps the tier budget: got %d through, want 5", got)
+	}
+	// The per-IP cap counts anonymous calls across routes: 7 in all.
+	e = newEnvWith(t, "  anonymous_ip_cap: {rate: 7/m}", "")
+	if got := through("/public/x") + through("/strip/x"); got != 7 {
+		t.Fatalf("ip cap: got %d through on two routes, want 7", got)
+	}
+	// Tokens are not capped per IP.
+	tok := e.token(nil)
+	for i := 0; i < 10; i++ {
+		if res := e.do(e.dpop(e.req("GET", "/public/x"), tok)); res.status != 200 {
+			t.Fatalf("token %d under the ip cap: got %d, want 200", i, res.status)
+		}
+	}
+}
+
+// TestReplayStoreFull: the memory store never forgets a live proof to make
+// room; when it is full, fail_closed answers 503, fail_open lets the
+// request through.
+func TestReplayStoreFull(t *testing.T) {
+	for _, tc := range []struct {
+		mode   string
+		status int
+	}{{"fail_closed", 503}, {"fail_open", 200}} {
+		t.Run(tc.mode, func(t *testing.T) {
+			e := newEnv(t, "\nreplay: {max_entries: 1, on_error: "+tc.mode+"}\n")
+			tok := e.token(nil)
+			if res := e.do(e.dpop(e.req("GET", "/tools/x"), tok)); res.status != 200 {
+				t.Fatalf("first proof: got %d %s", res.status, res.body)
+			}
+			res := e.do(e.dpop(e.req("GET", "/tools/x"), tok))
+			if res.status != tc.status || (tc.status == 503 && res.err.Error != "temporarily_unavailable") {
+				t.Fatalf("second proof, store full: got %d %s, want %d", res.status, res.body, tc.status)
+			}
+		})
+	}
+}

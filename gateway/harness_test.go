@@ -126,7 +126,7 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 // baseConfig is the config of most tests; %[1]s is the issuer, %[2]s the
-// upstream.
+// upstream, %[3]s more rate_limits keys (indented by two spaces).
 const baseConfig = `
 issuers:
   - issuer: %[1]s
@@ -137,7 +137,7 @@ rate_limits:
     anonymous: {rate: 5/m}
     client: {rate: 50/m}
     business: {rate: 200/m}
-  auth_failures: {rate: 100/m}
+%[3]s
 routes:
   - name: public
     path_prefix: /public
@@ -170,10 +170,19 @@ routes:
     auth: none
 `
 
+// newEnv starts a gateway on baseConfig followed by extra (more routes, or
+// other top-level sections), with the default auth_failures budget of 100/m.
 func newEnv(t testing.TB, extra string) *env {
 	t.Helper()
+	return newEnvWith(t, "  auth_failures: {rate: 100/m}", extra)
+}
+
+// newEnvWith is newEnv with other rate_limits keys. Both texts may use
+// %[1]s (issuer) and %[2]s (upstream).
+func newEnvWith(t testing.TB, rateLimits, extra string) *env {
+	t.Helper()
 	e := &env{t: t, iss: authtest.NewIssuer(t), up: newUpstream(t), key: authtest.NewKey(t), logs: &strings.Builder{}}
-	text := fmt.Sprintf(baseConfig, e.iss.URL, e.up.URL) + extra
+	text := fmt.Sprintf(baseConfig+extra, e.iss.URL, e.up.URL, rateLimits)
 	cfg, err := config.Parse("test.yaml", []byte(text), nil)
 	if err != nil {
 		t.Fatalf("config: %v", err)

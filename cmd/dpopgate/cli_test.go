@@ -86,3 +86,24 @@ func newDevIssuer(t *testing.T) *httptest.Server {
 	t.Cleanup(srv.Close)
 	return srv
 }
+
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("issuers:\n  - issuer: https://auth.example.com\n    audiences: [api]\nroutes:\n  - name: a\n    path_prefix: /a\n    upstream: http://127.0.0.1:9000\n"), 0o600)
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("server:\n  lisen: x\nroutes:\n  - name: a\n    path_prefix: a\n    upstream: ftp://x\n"), 0o600)
+	out, _, err := runCLI(t, "check-config", "--config", good)
+	if err != nil || !strings.Contains(out, "ok (1 routes, 1 issuers") {
+		t.Fatalf("good file: got %q, %v", out, err)
+	}
+	_, stderr, err := runCLI(t, "check-config", "--config", bad)
+	if err == nil {
+		t.Fatalf("bad file: got no error")
+	}
+	for _, want := range []string{"bad.yaml:2: server.lisen: unknown key", "bad.yaml:5: routes[0].path_prefix", "bad.yaml:6: routes[0].upstream"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("got %q, want a line with %q", stderr, want)
+		}
+	}
+}

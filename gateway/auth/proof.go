@@ -45,7 +45,7 @@ type proofClaims struct {
 type proofInput struct {
 	headers []string // every DPoP header value of the request
 	method  string
-	htu     string   // the request's URI, normalised (NormalizeHTU)
+	htu     string // the request's URI, normalised (NormalizeHTU)
 	// noToken: the proof comes without an access token (to a token
 	// endpoint, RFC 9449 §5): no ath, nothing to bind to.
 	noToken bool
