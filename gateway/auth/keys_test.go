@@ -193,11 +193,11 @@ func TestTokenCache(t *testing.T) {
 }
 
 func TestTokenCacheBounded(t *testing.T) {
-	c := newTokenCache(64)
+	c := newSumCache[*Principal](64)
 	for i := 0; i < 10_000; i++ {
 		var sum [32]byte
 		sum[0], sum[1], sum[2] = byte(i), byte(i>>8), byte(i>>16)
-		c.put(sum, &Principal{Expiry: testNow.Add(time.Hour)}, testNow)
+		c.put(sum, &Principal{}, testNow.Add(time.Hour), testNow)
 	}
 	if got := c.len(); got > 64 {
 		t.Fatalf("got %d entries, want at most 64", got)

@@ -19,6 +19,9 @@ type Principal struct {
 	Tier     string   // the configured tier claim, "" when absent
 	JKT      string   // cnf.jkt (RFC 9449 §6.1), "" for an unbound token
 	Expiry   time.Time
+	// Introspected: the principal comes from an introspection answer
+	// (RFC 7662), not from a JWT's claims.
+	Introspected bool
 }
 
 // Scope returns the scopes space-separated, as in a scope claim.
@@ -89,20 +92,27 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 // cheapest check to the signature and then the claims, and returns its
 // principal. A verified token is cached (by SHA-256) until its exp.
 func (v *Verifier) verifyToken(ctx context.Context, raw string, sum [32]byte, now time.Time) (*Principal, error) {
-	if p := v.tokens.get(sum, now); p != nil {
+	if p, ok := v.tokens.get(sum, now); ok {
 		return p, nil
 	}
 	jws, err := splitCompact(raw)
-	if err != nil {
-		return nil, tokenError(ReasonMalformedToken, "%v", err)
-	}
 	var h tokenHeader
-	if err := json.Unmarshal(jws.header, &h); err != nil || h.Crit != nil {
-		return nil, tokenError(ReasonMalformedToken, "header is not a JSON object of the expected members")
-	}
 	var c tokenClaims
-	if err := json.Unmarshal(jws.payload, &c); err != nil {
-		return nil, tokenError(ReasonMalformedToken, "payload is not a JSON object of the expected claims")
+	if err == nil {
+		err = json.Unmarshal(jws.header, &h)
+	}
+	if err == nil {
+		err = json.Unmarshal(jws.payload, &c)
+	}
+	if err != nil || h.Alg == "" {
+		// Not a JWT: an opaque token, for the issuers that introspect.
+		if len(v.introspecting) > 0 {
+			return v.introspectOpaque(ctx, raw, sum, now)
+		}
+		return nil, tokenError(ReasonMalformedToken, "not a JWS compact serialisation with a JSON header and payload")
+	}
+	if h.Crit != nil {
+		return nil, tokenError(ReasonMalformedToken, "header has crit, and we understand no extension")
 	}
 	// The issuer picks the key set; an issuer we do not know is refused
 	// before anything is fetched.
@@ -131,22 +141,37 @@ func (v *Verifier) verifyToken(ctx context.Context, raw string, sum [32]byte, no
 	if !verified {
 		return nil, tokenError(ReasonTokenSignature, "signature does not verify with the issuer's key")
 	}
-	p, err := v.principal(iss, &c, jws.payload, now)
+	p, err := v.principal(iss, &c, jws.payload, now, principalFromJWT, 0)
 	if err != nil {
 		return nil, err
 	}
-	v.tokens.put(sum, p, now)
+	v.tokens.put(sum, p, p.Expiry, now)
 	return p, nil
 }
 
-// principal validates the claims of a token whose signature verified.
-func (v *Verifier) principal(iss *issuer, c *tokenClaims, payload []byte, now time.Time) (*Principal, error) {
-	if c.Exp == nil {
+// principalSource says where claims come from: a signed JWT (RFC 9068,
+// where exp and aud are required) or an introspection answer (RFC 7662,
+// where they are optional but checked when present).
+type principalSource int
+
+const (
+	principalFromJWT principalSource = iota
+	principalFromIntrospection
+)
+
+// principal validates the claims of a token whose signature verified, or
+// of an active introspection answer. ttl is the expiry given to an
+// introspected principal without exp.
+func (v *Verifier) principal(iss *issuer, c *tokenClaims, payload []byte, now time.Time, src principalSource, ttl time.Duration) (*Principal, error) {
+	exp := now.Add(ttl)
+	switch {
+	case c.Exp != nil:
+		var ok bool
+		if exp, ok = numericDate(*c.Exp); !ok {
+			return nil, tokenError(ReasonMalformedToken, "exp is not a usable NumericDate")
+		}
+	case src == principalFromJWT:
 		return nil, tokenError(ReasonMissingExp, "no exp (RFC 9068 §2.2)")
-	}
-	exp, ok := numericDate(*c.Exp)
-	if !ok {
-		return nil, tokenError(ReasonMalformedToken, "exp is not a usable NumericDate")
 	}
 	if !now.Before(exp.Add(v.skew)) {
 		return nil, tokenError(ReasonExpired, "expired %s ago", now.Sub(exp).Truncate(time.Second))
@@ -161,7 +186,7 @@ func (v *Verifier) principal(iss *issuer, c *tokenClaims, payload []byte, now ti
 			return nil, tokenError(ReasonIssuedInFuture, "iat is in the future")
 		}
 	}
-	if !iss.audienceOK(c.Aud) {
+	if !iss.audienceOK(c.Aud) && (src == principalFromJWT || len(c.Aud) > 0) {
 		return nil, tokenError(ReasonAudience, "aud names none of the configured audiences")
 	}
 	p := &Principal{Issuer: iss.name, Subject: c.Sub, Expiry: exp}

@@ -27,6 +27,8 @@ type IssuerOptions struct {
 	RequireTyp         bool     // header typ must be at+jwt (RFC 9068 §4)
 	RefreshInterval    time.Duration
 	MinRefreshInterval time.Duration
+	// Introspection, when set, enables RFC 7662 at this issuer.
+	Introspection *IntrospectionOptions
 }
 
 // Options configures a Verifier.
@@ -47,6 +49,8 @@ type Options struct {
 	HTTPClient *http.Client
 	// OnFetch, when set, is called after every JWKS fetch (metrics).
 	OnFetch func(issuer string, err error)
+	// OnIntrospect, when set, is called after every introspection call.
+	OnIntrospect func(issuer string, err error)
 }
 
 // Verifier checks credentials against its configuration. Build it with New;
@@ -59,9 +63,11 @@ type Verifier struct {
 	skew      time.Duration
 	nonces    *NonceSource
 	tierClaim string
-	tokens    *tokenCache
+	tokens    *sumCache[*Principal]
 	jwks      *jwkCache
 	maxCred   int
+	// introspecting are the issuers with introspection, in config order.
+	introspecting []*introspector
 }
 
 type issuer struct {
@@ -70,6 +76,7 @@ type issuer struct {
 	algs       algSet
 	requireTyp bool
 	keys       *keySet
+	intro      *introspector // nil without introspection
 }
 
 func (iss *issuer) audienceOK(aud audience) bool {
@@ -102,7 +109,7 @@ func New(opts Options) (*Verifier, error) {
 		skew:      opts.ClockSkew,
 		nonces:    opts.Nonces,
 		tierClaim: opts.TierClaim,
-		tokens:    newTokenCache(cmp(opts.TokenCacheSize, 100_000)),
+		tokens:    newSumCache[*Principal](cmp(opts.TokenCacheSize, 100_000)),
 		jwks:      newJWKCache(10_000),
 		maxCred:   cmp(opts.MaxCredentialBytes, 8192),
 	}
@@ -131,6 +138,13 @@ func New(opts Options) (*Verifier, error) {
 				observe:     opts.OnFetch,
 			},
 		}
+		if o.Introspection != nil {
+			io := *o.Introspection
+			io.Timeout = cmp(io.Timeout, 5*time.Second)
+			iss.intro = &introspector{iss: iss, opts: io, client: client, observe: opts.OnIntrospect,
+				cache: newSumCache[introspected](cmp(opts.TokenCacheSize, 100_000))}
+			v.introspecting = append(v.introspecting, iss.intro)
+		}
 		v.issuers[o.Issuer] = iss
 		v.order = append(v.order, iss)
 	}
@@ -153,7 +167,10 @@ type Request struct {
 	Authorization []string // every Authorization header value
 	DPoP          []string // every DPoP header value
 	RequireDPoP   bool     // the route refuses Bearer tokens
-	Now           time.Time
+	// Introspect asks the issuer about every token (RFC 7662), JWTs
+	// included, so a revoked token is refused before its exp.
+	Introspect bool
+	Now        time.Time
 }
 
 // Result is what Verify established. A request without Authorization is
@@ -196,6 +213,9 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (Result, error) {
 	}
 	sum := sha256.Sum256([]byte(token))
 	p, err := v.verifyToken(ctx, token, sum, req.Now)
+	if err == nil && req.Introspect && !p.Introspected {
+		p, err = v.introspectJWT(ctx, p, token, sum, req.Now)
+	}
 	if err != nil {
 		return fail(err)
 	}

@@ -1,0 +1,277 @@
+package auth
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
+)
+
+// introspectionServer answers RFC 7662 requests from a table of tokens,
+// checking the gateway's client authentication, and counts the calls.
+type introspectionServer struct {
+	*httptest.Server
+	mu      sync.Mutex
+	answers map[string]map[string]any
+	calls   atomic.Int32
+	down    atomic.Bool
+	pubKey  jwk.Key // when set, a private_key_jwt assertion is required
+}
+
+func newIntrospectionServer(t *testing.T) *introspectionServer {
+	s := &introspectionServer{answers: map[string]map[string]any{}}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.calls.Add(1)
+		if s.down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		r.ParseForm()
+		if !s.authenticated(r) {
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		s.mu.Lock()
+		ans, ok := s.answers[r.PostForm.Get("token")]
+		s.mu.Unlock()
+		if !ok {
+			ans = map[string]any{"active": false}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(ans)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *introspectionServer) authenticated(r *http.Request) bool {
+	if s.pubKey == nil {
+		id, secret, ok := r.BasicAuth()
+		return ok && id == "gateway" && secret == "gw%2Fsecret" // form-encoded before Basic
+	}
+	if r.PostForm.Get("client_assertion_type") != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+		return false
+	}
+	payload, err := jws.Verify([]byte(r.PostForm.Get("client_assertion")), jws.WithKey(jwa.ES256, s.pubKey))
+	if err != nil {
+		return false
+	}
+	var c map[string]any
+	json.Unmarshal(payload, &c)
+	return c["iss"] == "gateway" && c["sub"] == "gateway" && c["aud"] == s.URL
+}
+
+func (s *introspectionServer) set(token string, answer map[string]any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.answers[token] = answer
+}
+
+// introspectingVerifier trusts ti, introspecting at srv.
+func introspectingVerifier(t *testing.T, ti *testIssuer, srv *introspectionServer, mod ...func(*IntrospectionOptions)) *Verifier {
+	return newTestVerifier(t, ti, func(o *Options) {
+		io := &IntrospectionOptions{Endpoint: srv.URL, ClientID: "gateway", ClientSecret: "gw/secret",
+			CacheTTL: time.Minute, NegativeCacheTTL: 10 * time.Second}
+		for _, m := range mod {
+			m(io)
+		}
+		o.Issuers[0].Introspection = io
+	})
+}
+
+func activeAnswer(ti *testIssuer, jkt string, now time.Time) map[string]any {
+	a := map[string]any{
+		"active": true, "iss": ti.URL, "sub": "user-9", "client_id": "opaque-agent", "scope": "tools:call",
+		"aud": "https://api.example.com", "exp": now.Add(10 * time.Minute).Unix(), "tier": "business",
+	}
+	if jkt != "" {
+		a["cnf"] = map[string]any{"jkt": jkt}
+	}
+	return a
+}
+
+func TestIntrospectionAnswers(t *testing.T) {
+	now := testNow
+	ti := newTestIssuer(t)
+	srv := newIntrospectionServer(t)
+	v := introspectingVerifier(t, ti, srv)
+	pk := newProofKey(t, "ES256", "client")
+	bend := func(mod func(a map[string]any)) map[string]any {
+		a := activeAnswer(ti, pk.jkt, now)
+		mod(a)
+		return a
+	}
+	for _, tc := range []struct {
+		name   string
+		answer map[string]any
+		code   Code
+		reason Reason
+	}{
+		{"ok/active", activeAnswer(ti, pk.jkt, now), "", ""},
+		{"ok/no-exp-no-aud", bend(func(a map[string]any) { delete(a, "exp"); delete(a, "aud") }), "", ""},
+		{"fail/inactive", map[string]any{"active": false}, InvalidToken, ReasonInactive},
+		{"fail/expired", bend(func(a map[string]any) { a["exp"] = now.Add(-time.Minute).Unix() }), InvalidToken, ReasonExpired},
+		{"fail/wrong-aud", bend(func(a map[string]any) { a["aud"] = "https://other.example.com" }), InvalidToken, ReasonAudience},
+		{"fail/other-issuer", bend(func(a map[string]any) { a["iss"] = "https://stranger.example.com" }), InvalidToken, ReasonUnknownIssuer},
+		{"fail/no-client", bend(func(a map[string]any) { delete(a, "client_id"); delete(a, "sub") }), InvalidToken, ReasonNoClient},
+		{"fail/active-not-bool", map[string]any{"active": "true"}, TemporarilyUnavailable, ReasonIntrospectionUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			token := "opaque-" + randomID()
+			srv.set(token, tc.answer)
+			res, err := v.Verify(bg, dpopRequest(token, pk.proof(t, "POST", testURL, token, now), now))
+			if tc.code == "" {
+				if err != nil {
+					t.Fatalf("got %v, want success", err)
+				}
+				p := res.Principal
+				if p.ClientID != "opaque-agent" || p.Subject != "user-9" || p.Tier != "business" || p.JKT != pk.jkt || !p.Introspected {
+					t.Fatalf("got principal %+v", p)
+				}
+				return
+			}
+			wantCode(t, err, tc.code, tc.reason)
+		})
+	}
+}
+
+// TestIntrospectionBinding: the cnf.jkt of the answer binds the opaque
+// token exactly as the JWT claim does.
+func TestIntrospectionBinding(t *testing.T) {
+	now := testNow
+	ti := newTestIssuer(t)
+	srv := newIntrospectionServer(t)
+	v := introspectingVerifier(t, ti, srv)
+	pk, other := newProofKey(t, "ES256", "client"), newProofKey(t, "ES256", "other")
+	token := "opaque-bound"
+	srv.set(token, activeAnswer(ti, pk.jkt, now))
+	_, err := v.Verify(bg, dpopRequest(token, other.proof(t, "POST", testURL, token, now), now))
+	wantCode(t, err, InvalidDPoPProof, ReasonJKTMismatch)
+	_, err = v.Verify(bg, Request{Method: "GET", URL: testURL, Authorization: []string{"Bearer " + token}, Now: now})
+	wantCode(t, err, InvalidToken, ReasonBearerDowngrade)
+	if _, err := v.Verify(bg, dpopRequest(token, pk.proof(t, "POST", testURL, token, now), now)); err != nil {
+		t.Fatalf("the bound key: got %v, want success", err)
+	}
+}
+
+// TestIntrospectionCache: one call for a hundred concurrent requests with a
+// new token; positive answers until the earlier of exp and cache_ttl,
+// negative ones for negative_cache_ttl; with the endpoint down, cached
+// answers keep working and new tokens get 503, never "accept".
+func TestIntrospectionCache(t *testing.T) {
+	now := testNow
+	ti := newTestIssuer(t)
+	srv := newIntrospectionServer(t)
+	v := introspectingVerifier(t, ti, srv)
+	token := "opaque-cached"
+	a := activeAnswer(ti, "", now)
+	a["exp"] = now.Add(30 * time.Second).Unix() // earlier than cache_ttl (1m)
+	srv.set(token, a)
+	bearerAt := func(tok string, at time.Time) error {
+		_, err := v.Verify(bg, Request{Method: "GET", URL: testURL, Authorization: []string{"Bearer " + tok}, Now: at})
+		return err
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 100; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := bearerAt(token, now); err != nil {
+				t.Errorf("got %v, want success", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if got := srv.calls.Load(); got != 1 {
+		t.Fatalf("got %d introspection calls for 100 concurrent requests, want 1", got)
+	}
+	// Revoked at the issuer: the cache still answers until exp (30s) ...
+	srv.set(token, map[string]any{"active": false})
+	if err := bearerAt(token, now.Add(20*time.Second)); err != nil || srv.calls.Load() != 1 {
+		t.Fatalf("within the cache: got %v after %d calls", err, srv.calls.Load())
+	}
+	// ... and past exp the issuer is asked again, and says no.
+	err := bearerAt(token, now.Add(31*time.Second))
+	wantCode(t, err, InvalidToken, ReasonInactive)
+	if srv.calls.Load() != 2 {
+		t.Fatalf("got %d calls, want the issuer asked again once the cached answer ran out", srv.calls.Load())
+	}
+
+	// Negative answers are cached for negative_cache_ttl.
+	unknown := "opaque-unknown"
+	for i := 0; i < 5; i++ {
+		wantCode(t, bearerAt(unknown, now), InvalidToken, ReasonInactive)
+	}
+	calls := srv.calls.Load()
+	wantCode(t, bearerAt(unknown, now.Add(11*time.Second)), InvalidToken, ReasonInactive)
+	if srv.calls.Load() != calls+1 {
+		t.Fatalf("negative cache: got %d calls, want %d", srv.calls.Load(), calls+1)
+	}
+
+	// The endpoint goes down: cached answers work, new tokens get 503.
+	fresh := "opaque-fresh"
+	srv.set(fresh, activeAnswer(ti, "", now))
+	if err := bearerAt(fresh, now); err != nil {
+		t.Fatal(err)
+	}
+	srv.down.Store(true)
+	if err := bearerAt(fresh, now.Add(time.Second)); err != nil {
+		t.Fatalf("endpoint down, cached token: got %v, want success", err)
+	}
+	srv.set("opaque-new", activeAnswer(ti, "", now))
+	wantCode(t, bearerAt("opaque-new", now), TemporarilyUnavailable, ReasonIntrospectionUnavailable)
+}
+
+// TestIntrospectJWT: on a route that introspects, a JWT that verifies is
+// refused once the issuer says it is no longer active.
+func TestIntrospectJWT(t *testing.T) {
+	now := testNow
+	ti := newTestIssuer(t)
+	ti.addKey(t, "k1", "ES256")
+	srv := newIntrospectionServer(t)
+	v := introspectingVerifier(t, ti, srv, func(o *IntrospectionOptions) { o.CacheTTL = 5 * time.Second })
+	tok := ti.token(t, "k1", ti.claims("", now))
+	req := func(at time.Time, introspect bool) error {
+		_, err := v.Verify(bg, Request{Method: "GET", URL: testURL, Authorization: []string{"Bearer " + tok}, Introspect: introspect, Now: at})
+		return err
+	}
+	srv.set(tok, activeAnswer(ti, "", now))
+	if err := req(now, true); err != nil {
+		t.Fatalf("active: got %v", err)
+	}
+	srv.set(tok, map[string]any{"active": false}) // revoked
+	if err := req(now.Add(time.Second), true); err != nil {
+		t.Fatalf("revoked, within the cache ttl: got %v, want success", err)
+	}
+	wantCode(t, req(now.Add(6*time.Second), true), InvalidToken, ReasonInactive)
+	if err := req(now.Add(6*time.Second), false); err != nil {
+		t.Fatalf("a route without introspection still takes the JWT until exp: got %v", err)
+	}
+	// An issuer without introspection cannot be asked.
+	plain := newTestVerifier(t, ti)
+	_, err := plain.Verify(bg, Request{Method: "GET", URL: testURL, Authorization: []string{"Bearer " + tok}, Introspect: true, Now: now})
+	wantCode(t, err, InvalidToken, ReasonNotIntrospectable)
+}
+
+func TestIntrospectionPrivateKeyJWT(t *testing.T) {
+	now := time.Now()
+	ti := newTestIssuer(t)
+	srv := newIntrospectionServer(t)
+	priv, err := jwk.FromRaw(testKey(t, "ES256", "introspection-client"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.pubKey, _ = priv.PublicKey()
+	v := introspectingVerifier(t, ti, srv, func(o *IntrospectionOptions) { o.ClientSecret = ""; o.PrivateKey = priv })
+	srv.set("opaque-pkjwt", activeAnswer(ti, "", now))
+	if _, err := v.Verify(bg, Request{Method: "GET", URL: testURL, Authorization: []string{"Bearer opaque-pkjwt"}, Now: now}); err != nil {
+		t.Fatalf("got %v, want success with a private_key_jwt assertion", err)
+	}
+}
