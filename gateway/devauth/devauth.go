@@ -36,6 +36,9 @@ type Client struct {
 	Name   string `json:"client_name,omitempty"`
 	Scope  string `json:"scope"`          // the scopes it may ask for, space-separated
 	Tier   string `json:"tier,omitempty"` // the tier claim of its tokens
+	// Opaque clients get opaque access tokens, which resource servers
+	// must introspect; the others get RFC 9068 JWTs.
+	Opaque bool `json:"-"`
 }
 
 // Options configure a Server.
@@ -69,7 +72,12 @@ type Server struct {
 
 	mu      sync.Mutex
 	clients map[string]*Client
+	opaque  map[[32]byte]map[string]any // opaque token hash -> its claims
+	revoked map[[32]byte]time.Time      // token hash -> its exp
 }
+
+// maxTokens bounds the opaque tokens and revocations held in memory.
+const maxTokens = 100_000
 
 // New builds a server with a fresh ES256 signing key.
 func New(opts Options) (*Server, error) {
@@ -107,6 +115,8 @@ func New(opts Options) (*Server, error) {
 		proofs:  proofs,
 		seen:    replay.NewMemory(replay.MemoryOptions{MaxEntries: 100_000, Clock: opts.Clock}),
 		clients: make(map[string]*Client),
+		opaque:  make(map[[32]byte]map[string]any),
+		revoked: make(map[[32]byte]time.Time),
 	}
 	scopes := map[string]bool{}
 	for _, c := range opts.Clients {
@@ -128,6 +138,8 @@ func New(opts Options) (*Server, error) {
 	s.mux.HandleFunc("GET /jwks", s.jwks)
 	s.mux.HandleFunc("POST /token", s.token)
 	s.mux.HandleFunc("POST /register", s.register)
+	s.mux.HandleFunc("POST /introspect", s.introspect)
+	s.mux.HandleFunc("POST /revoke", s.revoke)
 	return s, nil
 }
 
@@ -142,6 +154,8 @@ func (s *Server) metadata(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint":                        s.TokenEndpoint(),
 		"jwks_uri":                              s.opts.Issuer + "/jwks",
 		"registration_endpoint":                 s.opts.Issuer + "/register",
+		"introspection_endpoint":                s.opts.Issuer + "/introspect",
+		"revocation_endpoint":                   s.opts.Issuer + "/revoke",
 		"grant_types_supported":                 []string{"client_credentials"},
 		"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post", "none"},
 		"dpop_signing_alg_values_supported":     s.proofs.ProofAlgorithms(),
@@ -224,7 +238,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	if client.Tier != "" {
 		claims["tier"] = client.Tier
 	}
-	tok, err := s.sign(claims)
+	var tok string
+	if client.Opaque {
+		tok, err = s.storeOpaque(claims, now)
+	} else {
+		tok, err = s.sign(claims)
+	}
 	if err != nil {
 		oauthError(w, http.StatusInternalServerError, "server_error", "signing failed")
 		return
