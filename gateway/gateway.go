@@ -190,6 +190,7 @@ func (g *Gateway) admit(ctx context.Context, s *snapshot, x *exchange, r *http.R
 			Authorization: authz,
 			DPoP:          proofs,
 			RequireDPoP:   rt.requireDPoP,
+			Introspect:    rt.introspect,
 			Now:           x.start,
 		})
 		if err != nil {

@@ -4,9 +4,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"os"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwk"
 
 	"github.com/dpopgate/dpopgate/config"
 	"github.com/dpopgate/dpopgate/gateway/auth"
@@ -110,7 +113,11 @@ func newVerifier(cfg *config.Config, client *http.Client, onFetch func(string, e
 		}
 		opts.Nonces = src
 	}
-	for _, iss := range cfg.Issuers {
+	for i, iss := range cfg.Issuers {
+		io, err := introspectionOptions(iss.Introspection)
+		if err != nil {
+			return nil, fmt.Errorf("issuers[%d].introspection: %w", i, err)
+		}
 		opts.Issuers = append(opts.Issuers, auth.IssuerOptions{
 			Issuer:             iss.Issuer,
 			JWKSURI:            iss.JWKSURI,
@@ -119,9 +126,41 @@ func newVerifier(cfg *config.Config, client *http.Client, onFetch func(string, e
 			RequireTyp:         iss.TypRequired(),
 			RefreshInterval:    time.Duration(iss.RefreshInterval),
 			MinRefreshInterval: time.Duration(iss.MinRefreshInterval),
+			Introspection:      io,
 		})
 	}
 	return auth.New(opts)
+}
+
+// introspectionOptions converts an issuer's introspection block, reading
+// the private_key_jwt key file when there is one.
+func introspectionOptions(c *config.Introspection) (*auth.IntrospectionOptions, error) {
+	if c == nil {
+		return nil, nil
+	}
+	io := &auth.IntrospectionOptions{
+		Endpoint:         c.Endpoint,
+		ClientID:         c.ClientID,
+		ClientSecret:     c.ClientSecret,
+		CacheTTL:         time.Duration(c.CacheTTL),
+		NegativeCacheTTL: time.Duration(c.NegativeCacheTTL),
+		Timeout:          time.Duration(c.Timeout),
+	}
+	if c.PrivateKeyFile != "" {
+		b, err := os.ReadFile(c.PrivateKeyFile)
+		if err != nil {
+			return nil, err
+		}
+		k, err := jwk.ParseKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("private_key_file %s is not a JWK: %w", c.PrivateKeyFile, err)
+		}
+		if private, err := jwk.IsPrivateKey(k); err != nil || !private {
+			return nil, fmt.Errorf("private_key_file %s holds no private key", c.PrivateKeyFile)
+		}
+		io.PrivateKey = k
+	}
+	return io, nil
 }
 
 func (g *Gateway) compileRoute(c *config.Route, tiers map[string]ratelimit.Limit) (*route, error) {
