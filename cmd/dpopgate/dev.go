@@ -25,6 +25,9 @@ var presetClients = []devauth.Client{
 	{ID: "agent", Secret: "agent-secret", Scope: "tools:call listings:read"},
 	{ID: "business-agent", Secret: "business-agent-secret", Scope: "tools:call listings:read mcp", Tier: "business"},
 	{ID: "reader", Secret: "reader-secret", Scope: "listings:read"},
+	{ID: "opaque-agent", Secret: "opaque-agent-secret", Scope: "tools:call listings:read", Opaque: true},
+	// The gateway's own client, for introspection (RFC 7662).
+	{ID: "gateway", Secret: "gateway-secret"},
 }
 
 // devConfig is the gateway config of `dpopgate dev`, parsed and validated
@@ -38,6 +41,7 @@ issuers:
     audiences: [{{.Gateway}}]
     algorithms: [ES256]
     min_refresh_interval: 1s
+    introspection: {client_id: gateway, client_secret: gateway-secret, cache_ttl: 5s, negative_cache_ttl: 2s}
 rate_limits:
   tiers:
     anonymous: {rate: 60/m, burst: 60}
@@ -60,6 +64,11 @@ routes:
     auth: required
     dpop: optional
     scopes: [mcp]
+  - name: account
+    path_prefix: /account
+    upstream: {{.Upstream}}
+    auth: required
+    introspect: true
 `
 
 const devBanner = `
@@ -74,13 +83,16 @@ const devBanner = `
     /public/...  anonymous (60/min per IP) or any token (600/min per client)
     /tools/...   DPoP-bound token with scope tools:call
     /mcp         token (DPoP or Bearer) with scope mcp
-  authorization server  {{.Issuer}}   (RFC 8414 metadata, JWKS, token, RFC 7591 registration)
+    /account/... DPoP-bound token, checked at the issuer on every call (introspection: revocation shows within 5s)
+  authorization server  {{.Issuer}}   (RFC 8414 metadata, JWKS, token, RFC 7591 registration,
+                        RFC 7662 introspection, RFC 7009 revocation)
   admin                 {{.AdminURL}}   (/healthz, /readyz)
 
   preset clients (client_credentials; secret = id + "-secret"):
     agent            tier client    scopes: tools:call listings:read
     business-agent   tier business  scopes: tools:call listings:read mcp
     reader           tier client    scopes: listings:read
+    opaque-agent     tier client    scopes: tools:call listings:read   (opaque tokens: introspected)
 
 Try it, in another terminal:
 
