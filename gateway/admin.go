@@ -6,8 +6,9 @@ import (
 	"time"
 )
 
-// AdminHandler serves the admin listener: /healthz (the process is up) and
-// /readyz (every issuer's keys are loaded).
+// AdminHandler serves the admin listener: /healthz (the process is up),
+// /readyz (every issuer's keys are loaded, not draining), /metrics
+// (Prometheus) and /usage (top clients over the last ten minutes).
 func (g *Gateway) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -15,6 +16,8 @@ func (g *Gateway) AdminHandler() http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", g.serveReady)
+	mux.Handle("GET /metrics", g.metrics.handler())
+	mux.HandleFunc("GET /usage", g.serveUsage)
 	return mux
 }
 

@@ -27,7 +27,8 @@ type Gateway struct {
 	log        *slog.Logger
 	clock      func() time.Time
 	httpClient *http.Client
-	onFetch    func(issuer string, err error)
+	metrics    *metrics
+	usage      usage
 	draining   atomic.Bool
 }
 
@@ -60,6 +61,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if g.clock == nil {
 		g.clock = time.Now
 	}
+	g.metrics = newMetrics(g)
 	if g.limits == nil {
 		g.limits = ratelimit.NewMemory(ratelimit.MemoryOptions{MaxKeys: cfg.RateLimits.MaxKeys, Clock: g.clock})
 	}
@@ -236,6 +238,7 @@ func (g *Gateway) claim(ctx context.Context, s *snapshot, p *auth.Proof) *answer
 	case errors.Is(err, replay.ErrReplayed):
 		return &answer{code: string(auth.InvalidDPoPProof), status: http.StatusUnauthorized, reason: string(auth.ReasonReplayed), scheme: "DPoP"}
 	case s.replayFailOpen:
+		g.metrics.replayFailOpen.Inc()
 		g.log.Warn("replay store unavailable, accepting proof (on_error: fail_open)", "error", err)
 		return nil
 	default:
@@ -301,6 +304,7 @@ func (g *Gateway) countAuthFailure(ctx context.Context, s *snapshot, x *exchange
 // refuse writes the answer for a request the pipeline turned down.
 func (g *Gateway) refuse(w http.ResponseWriter, s *snapshot, x *exchange, a *answer) {
 	x.reason = a.reason
+	g.countRefusal(x, a)
 	h := w.Header()
 	if x.route != nil {
 		if x.route.cors != nil {
@@ -322,6 +326,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, s *snapshot, x *exchange, a *ans
 // logExchange writes the access-log line of one request: never a token, a
 // proof or a query string.
 func (g *Gateway) logExchange(r *http.Request, w *responseWriter, x *exchange) {
+	g.record(w, x)
 	if !g.log.Enabled(r.Context(), slog.LevelInfo) {
 		return
 	}
@@ -347,7 +352,7 @@ func (g *Gateway) logExchange(r *http.Request, w *responseWriter, x *exchange) {
 			attrs = append(attrs, slog.String("jkt", p.JKT))
 		}
 	}
-	if x.upstream > 0 {
+	if !x.upstreamStart.IsZero() {
 		attrs = append(attrs, slog.Float64("upstream_ms", float64(x.upstream.Microseconds())/1000))
 	}
 	if x.reason != "" {

@@ -159,6 +159,9 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	if x == nil {
 		x = &exchange{start: g.clock()}
 	}
+	if !x.upstreamStart.IsZero() {
+		x.upstream = g.clock().Sub(x.upstreamStart)
+	}
 	g.refuse(w, s, x, newAnswer(code, code, err))
 }
 

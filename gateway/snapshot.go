@@ -74,7 +74,7 @@ func (g *Gateway) compile(cfg *config.Config, verifier *auth.Verifier) (*snapsho
 		s.issuers = append(s.issuers, iss.Issuer)
 	}
 	if verifier == nil {
-		v, err := newVerifier(cfg, g.httpClient, g.onFetch)
+		v, err := newVerifier(cfg, g.httpClient, g.observeFetch, g.metrics.observeIntrospection)
 		if err != nil {
 			return nil, err
 		}
@@ -96,7 +96,7 @@ func (g *Gateway) compile(cfg *config.Config, verifier *auth.Verifier) (*snapsho
 }
 
 // newVerifier builds the auth.Verifier a config describes.
-func newVerifier(cfg *config.Config, client *http.Client, onFetch func(string, error)) (*auth.Verifier, error) {
+func newVerifier(cfg *config.Config, client *http.Client, onFetch, onIntrospect func(string, error)) (*auth.Verifier, error) {
 	opts := auth.Options{
 		DPoPAlgorithms:     cfg.DPoP.Algorithms,
 		MaxAge:             time.Duration(cfg.DPoP.MaxAge),
@@ -105,6 +105,7 @@ func newVerifier(cfg *config.Config, client *http.Client, onFetch func(string, e
 		MaxCredentialBytes: cfg.Server.MaxCredentialBytes,
 		HTTPClient:         client,
 		OnFetch:            onFetch,
+		OnIntrospect:       onIntrospect,
 	}
 	if n := cfg.DPoP.Nonce; n.Enabled {
 		src, err := auth.NewNonceSource([]byte(n.Secret), time.Duration(n.Lifetime))
