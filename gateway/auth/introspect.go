@@ -41,8 +41,8 @@ type IntrospectionOptions struct {
 // a token that is not a JWT; the first that knows it as active wins.
 func (v *Verifier) introspectOpaque(ctx context.Context, token string, sum [32]byte, now time.Time) (*Principal, error) {
 	var last error
-	for _, in := range v.introspecting {
-		p, err := in.check(ctx, v, token, sum, now)
+	for _, iss := range v.introspecting {
+		p, err := iss.intro.check(ctx, v, iss, token, sum, now)
 		if err == nil {
 			return p, nil
 		}
@@ -58,11 +58,12 @@ func (v *Verifier) introspectOpaque(ctx context.Context, token string, sum [32]b
 // active (a route with introspect: true). A JWT from an issuer without
 // introspection cannot be checked, and is refused.
 func (v *Verifier) introspectJWT(ctx context.Context, p *Principal, token string, sum [32]byte, now time.Time) (*Principal, error) {
-	in := v.issuers[p.Issuer].intro
+	iss := v.issuers[p.Issuer]
+	in := iss.intro
 	if in == nil {
 		return nil, tokenError(ReasonNotIntrospectable, "this route asks the issuer about every token, and %s offers no introspection", p.Issuer)
 	}
-	if _, err := in.check(ctx, v, token, sum, now); err != nil {
+	if _, err := in.check(ctx, v, iss, token, sum, now); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -71,7 +72,6 @@ func (v *Verifier) introspectJWT(ctx context.Context, p *Principal, token string
 // introspector asks one issuer about tokens, with a cache by token SHA-256
 // and one call in flight per token.
 type introspector struct {
-	iss     *issuer
 	opts    IntrospectionOptions
 	client  *http.Client
 	observe func(issuer string, err error)
@@ -98,16 +98,16 @@ type introspectionClaims struct {
 // check returns the principal of an active token, the reason it is refused,
 // or temporarily_unavailable when the endpoint cannot answer and nothing is
 // cached.
-func (in *introspector) check(ctx context.Context, v *Verifier, token string, sum [32]byte, now time.Time) (*Principal, error) {
+func (in *introspector) check(ctx context.Context, v *Verifier, iss *issuer, token string, sum [32]byte, now time.Time) (*Principal, error) {
 	if r, ok := in.cache.get(sum, now); ok {
 		return r.result()
 	}
 	r, err := in.flight.do(ctx, sum, func(ctx context.Context) (introspected, error) {
 		ctx, cancel := context.WithTimeout(ctx, in.opts.Timeout)
 		defer cancel()
-		r, err := in.call(ctx, v, token, now)
+		r, err := in.call(ctx, v, iss, token, now)
 		if in.observe != nil {
-			in.observe(in.iss.name, err)
+			in.observe(iss.name, err)
 		}
 		if err != nil {
 			return introspected{}, err
@@ -122,7 +122,7 @@ func (in *introspector) check(ctx context.Context, v *Verifier, token string, su
 	})
 	if err != nil {
 		return nil, &Error{Code: TemporarilyUnavailable, Reason: ReasonIntrospectionUnavailable,
-			Err: fmt.Errorf("introspection at %s: %w", in.iss.name, err)}
+			Err: fmt.Errorf("introspection at %s: %w", iss.name, err)}
 	}
 	return r.result()
 }
@@ -144,8 +144,8 @@ func minTime(a, b time.Time) time.Time {
 // call makes one RFC 7662 §2.1 request and judges the answer. An error
 // means no usable answer (network, status, body); a refused token is an
 // introspected with err set.
-func (in *introspector) call(ctx context.Context, v *Verifier, token string, now time.Time) (introspected, error) {
-	endpoint, err := in.resolve(ctx)
+func (in *introspector) call(ctx context.Context, v *Verifier, iss *issuer, token string, now time.Time) (introspected, error) {
+	endpoint, err := in.resolve(ctx, iss.name)
 	if err != nil {
 		return introspected{}, err
 	}
@@ -193,10 +193,10 @@ func (in *introspector) call(ctx context.Context, v *Verifier, token string, now
 	if !*c.Active {
 		return introspected{err: tokenError(ReasonInactive, "the issuer says the token is not active")}, nil
 	}
-	if c.Iss != "" && c.Iss != in.iss.name {
+	if c.Iss != "" && c.Iss != iss.name {
 		return introspected{err: tokenError(ReasonUnknownIssuer, "introspection names issuer %q", truncate(c.Iss))}, nil
 	}
-	p, err := v.principal(in.iss, &c.tokenClaims, raw, now, principalFromIntrospection, in.opts.CacheTTL)
+	p, err := v.principal(iss, &c.tokenClaims, raw, now, principalFromIntrospection, in.opts.CacheTTL)
 	if err != nil {
 		return introspected{err: AsError(err)}, nil
 	}
@@ -205,7 +205,7 @@ func (in *introspector) call(ctx context.Context, v *Verifier, token string, now
 }
 
 // resolve returns the endpoint: configured, or the issuer's metadata's.
-func (in *introspector) resolve(ctx context.Context) (string, error) {
+func (in *introspector) resolve(ctx context.Context, issuer string) (string, error) {
 	if in.opts.Endpoint != "" {
 		return in.opts.Endpoint, nil
 	}
@@ -215,12 +215,12 @@ func (in *introspector) resolve(ctx context.Context) (string, error) {
 	if ep != "" {
 		return ep, nil
 	}
-	md, err := Discover(ctx, in.client, in.iss.name)
+	md, err := Discover(ctx, in.client, issuer)
 	if err != nil {
 		return "", err
 	}
 	if md.IntrospectionEndpoint == "" {
-		return "", fmt.Errorf("metadata of %s has no introspection_endpoint", in.iss.name)
+		return "", fmt.Errorf("metadata of %s has no introspection_endpoint", issuer)
 	}
 	in.mu.Lock()
 	in.endpoint = md.IntrospectionEndpoint

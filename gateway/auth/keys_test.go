@@ -331,3 +331,38 @@ func TestScheduledRefresh(t *testing.T) {
 		<-done
 	})
 }
+
+// TestReloadKeepsKeys: a verifier built with Previous takes over the keys
+// of every issuer whose options did not change, and only those.
+func TestReloadKeepsKeys(t *testing.T) {
+	now := testNow
+	a, b := newTestIssuer(t), newTestIssuer(t)
+	a.addKey(t, "k1", "ES256")
+	b.addKey(t, "k1", "ES256")
+	both := func(o *Options) {
+		o.Issuers = append(o.Issuers, IssuerOptions{Issuer: b.URL, Audiences: []string{"https://api.example.com"},
+			Algorithms: []string{"ES256"}, RequireTyp: true})
+	}
+	old := newTestVerifier(t, a, both)
+	for _, ti := range []*testIssuer{a, b} {
+		if _, err := old.Verify(bg, bearer(ti.token(t, "k1", ti.claims("", now)), now)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := newTestVerifier(t, a, both, func(o *Options) {
+		o.Issuers[1].MinRefreshInterval = time.Second // b changed
+		o.Previous = old
+	})
+	states := next.Issuers()
+	if !states[0].Loaded || states[1].Loaded {
+		t.Fatalf("got %+v, want a's keys kept and b's dropped", states)
+	}
+	for _, ti := range []*testIssuer{a, b} {
+		if _, err := next.Verify(bg, bearer(ti.token(t, "k1", ti.claims("", now)), now)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.fetches.Load() != 1 || b.fetches.Load() != 2 {
+		t.Fatalf("got %d and %d fetches, want 1 for the unchanged issuer and 2 for the changed one", a.fetches.Load(), b.fetches.Load())
+	}
+}

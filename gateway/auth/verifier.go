@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -51,6 +52,10 @@ type Options struct {
 	OnFetch func(issuer string, err error)
 	// OnIntrospect, when set, is called after every introspection call.
 	OnIntrospect func(issuer string, err error)
+	// Previous, when set, is the verifier this one replaces (a config
+	// reload): the keys and introspection answers of every issuer whose
+	// options did not change are taken over instead of fetched again.
+	Previous *Verifier
 }
 
 // Verifier checks credentials against its configuration. Build it with New;
@@ -67,7 +72,7 @@ type Verifier struct {
 	jwks      *jwkCache
 	maxCred   int
 	// introspecting are the issuers with introspection, in config order.
-	introspecting []*introspector
+	introspecting []*issuer
 }
 
 type issuer struct {
@@ -77,6 +82,7 @@ type issuer struct {
 	requireTyp bool
 	keys       *keySet
 	intro      *introspector // nil without introspection
+	opts       IssuerOptions // as configured, to tell a reload what changed
 }
 
 func (iss *issuer) audienceOK(aud audience) bool {
@@ -129,6 +135,7 @@ func New(opts Options) (*Verifier, error) {
 			audiences:  slices.Clone(o.Audiences),
 			algs:       algs,
 			requireTyp: o.RequireTyp,
+			opts:       o,
 			keys: &keySet{
 				issuer:      o.Issuer,
 				configured:  o.JWKSURI,
@@ -141,9 +148,16 @@ func New(opts Options) (*Verifier, error) {
 		if o.Introspection != nil {
 			io := *o.Introspection
 			io.Timeout = cmp(io.Timeout, 5*time.Second)
-			iss.intro = &introspector{iss: iss, opts: io, client: client, observe: opts.OnIntrospect,
+			iss.intro = &introspector{opts: io, client: client, observe: opts.OnIntrospect,
 				cache: newSumCache[introspected](cmp(opts.TokenCacheSize, 100_000))}
-			v.introspecting = append(v.introspecting, iss.intro)
+		}
+		if prev := opts.Previous; prev != nil {
+			if old := prev.issuers[o.Issuer]; old != nil && reflect.DeepEqual(old.opts, o) {
+				iss.keys, iss.intro = old.keys, old.intro
+			}
+		}
+		if iss.intro != nil {
+			v.introspecting = append(v.introspecting, iss)
 		}
 		v.issuers[o.Issuer] = iss
 		v.order = append(v.order, iss)
