@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"fmt"
-	"net/http"
 	"net/url"
 	"os"
 	"sort"
@@ -42,9 +41,9 @@ func limitOf(r config.Rate, burst int) ratelimit.Limit {
 	return ratelimit.Limit{Count: r.Count, Period: r.Per, Burst: burst}
 }
 
-// compile builds a snapshot from a validated config. verifier may be given
-// (a reload keeping key caches) or nil to build one.
-func (g *Gateway) compile(cfg *config.Config, verifier *auth.Verifier) (*snapshot, error) {
+// compile builds a snapshot from a validated config. previous, when set, is
+// the verifier of the config it replaces, whose key caches carry over.
+func (g *Gateway) compile(cfg *config.Config, previous *auth.Verifier) (*snapshot, error) {
 	s := &snapshot{
 		cfg:            cfg,
 		tiers:          make(map[string]ratelimit.Limit),
@@ -73,15 +72,12 @@ func (g *Gateway) compile(cfg *config.Config, verifier *auth.Verifier) (*snapsho
 	for _, iss := range cfg.Issuers {
 		s.issuers = append(s.issuers, iss.Issuer)
 	}
-	if verifier == nil {
-		v, err := newVerifier(cfg, g.httpClient, g.observeFetch, g.metrics.observeIntrospection)
-		if err != nil {
-			return nil, err
-		}
-		verifier = v
+	v, err := g.newVerifier(cfg, previous)
+	if err != nil {
+		return nil, err
 	}
-	s.verifier = verifier
-	s.algs = strings.Join(verifier.ProofAlgorithms(), " ")
+	s.verifier = v
+	s.algs = strings.Join(v.ProofAlgorithms(), " ")
 
 	var routes []*route
 	for i := range cfg.Routes {
@@ -96,16 +92,17 @@ func (g *Gateway) compile(cfg *config.Config, verifier *auth.Verifier) (*snapsho
 }
 
 // newVerifier builds the auth.Verifier a config describes.
-func newVerifier(cfg *config.Config, client *http.Client, onFetch, onIntrospect func(string, error)) (*auth.Verifier, error) {
+func (g *Gateway) newVerifier(cfg *config.Config, previous *auth.Verifier) (*auth.Verifier, error) {
 	opts := auth.Options{
+		Previous:           previous,
+		HTTPClient:         g.httpClient,
+		OnFetch:            g.observeFetch,
+		OnIntrospect:       g.metrics.observeIntrospection,
 		DPoPAlgorithms:     cfg.DPoP.Algorithms,
 		MaxAge:             time.Duration(cfg.DPoP.MaxAge),
 		ClockSkew:          time.Duration(cfg.DPoP.ClockSkew),
 		TierClaim:          cfg.RateLimits.TierClaim,
 		MaxCredentialBytes: cfg.Server.MaxCredentialBytes,
-		HTTPClient:         client,
-		OnFetch:            onFetch,
-		OnIntrospect:       onIntrospect,
 	}
 	if n := cfg.DPoP.Nonce; n.Enabled {
 		src, err := auth.NewNonceSource([]byte(n.Secret), time.Duration(n.Lifetime))
