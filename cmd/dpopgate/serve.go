@@ -8,7 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/dpopgate/dpopgate/config"
@@ -45,7 +48,33 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 			return err
 		}
 	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go reloadOnHUP(ctx, hup, *path, getenv, gw, log)
 	return runServers(ctx, cfg, gw, log, ln, adminLn)
+}
+
+// reloadOnHUP re-reads the config file on every SIGHUP until ctx ends. A
+// file that does not validate, or a change only a restart can make, is
+// logged and the running config keeps serving.
+func reloadOnHUP(ctx context.Context, hup <-chan os.Signal, path string, getenv func(string) string, gw *gateway.Gateway, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		cfg, err := config.Load(path, getenv)
+		if err == nil {
+			err = gw.Reload(cfg)
+		}
+		if err != nil {
+			log.Error("config reload failed; the running config keeps serving", "path", path, "error", err.Error())
+			continue
+		}
+		log.Info("config reloaded", "path", path, "routes", len(cfg.Routes), "issuers", len(cfg.Issuers))
+	}
 }
 
 // newLogger builds the JSON (or text) slog logger the config asks for.
@@ -108,8 +137,12 @@ func runServers(ctx context.Context, cfg *config.Config, gw *gateway.Gateway, lo
 		return fmt.Errorf("listener stopped: %w", err)
 	case <-ctx.Done():
 	}
-	log.Info("draining", "grace", time.Duration(s.ShutdownGrace).String())
+	// Drain: /readyz turns 503 for the load balancer, the gateway takes no
+	// new connections, in-flight requests (streams too) get the grace
+	// period; the admin listener answers until they are done.
 	gw.Drain()
+	ln.Close()
+	log.Info("draining", "grace", time.Duration(s.ShutdownGrace).String())
 	grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(s.ShutdownGrace))
 	defer cancel()
 	for _, srv := range servers {
