@@ -138,3 +138,25 @@ func NewKey(t testing.TB) *dpopclient.Key {
 	}
 	return k
 }
+
+// TokenWithKID signs claims with the issuer's key but names another kid in
+// the header, as a token from a rotated-out or invented key would.
+func (iss *Issuer) TokenWithKID(t testing.TB, claims map[string]any, kid string) string {
+	t.Helper()
+	k, err := iss.key.Clone()
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.Set(jwk.KeyIDKey, kid)
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := jws.NewHeaders()
+	h.Set(jws.TypeKey, "at+jwt")
+	out, err := jws.Sign(payload, jws.WithKey(jwa.ES256, k, jws.WithProtectedHeaders(h)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
