@@ -64,6 +64,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return token(ctx, rest, stdout, stderr)
 	case "register":
 		return register(ctx, rest, stdout, stderr)
+	case "bench":
+		return bench(ctx, rest, stdout, stderr)
 	case "check-config":
 		return checkConfig(rest, getenv, stdout, stderr)
 	case "version":

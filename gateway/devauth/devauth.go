@@ -39,6 +39,9 @@ type Client struct {
 	// Opaque clients get opaque access tokens, which resource servers
 	// must introspect; the others get RFC 9068 JWTs.
 	Opaque bool `json:"-"`
+	// Bearer clients get unbound bearer tokens, without a DPoP proof
+	// (for routes with dpop: optional, and for comparisons).
+	Bearer bool `json:"-"`
 }
 
 // Options configure a Server.
@@ -193,18 +196,22 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.opts.Clock()
-	proof, err := s.proofs.VerifyProof(r.Header.Values("DPoP"), r.Method, s.TokenEndpoint(), now)
-	if err != nil {
-		desc := "a valid DPoP proof for this endpoint is required"
-		if e := auth.AsError(err); e != nil {
-			desc = fmt.Sprintf("DPoP proof refused (%s)", e.Reason)
+	var proof auth.Proof
+	if !client.Bearer {
+		var err error
+		proof, err = s.proofs.VerifyProof(r.Header.Values("DPoP"), r.Method, s.TokenEndpoint(), now)
+		if err != nil {
+			desc := "a valid DPoP proof for this endpoint is required"
+			if e := auth.AsError(err); e != nil {
+				desc = fmt.Sprintf("DPoP proof refused (%s)", e.Reason)
+			}
+			oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", desc)
+			return
 		}
-		oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", desc)
-		return
-	}
-	if err := s.seen.Claim(r.Context(), proof.ReplayKey, 2*time.Minute); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", "DPoP proof already used")
-		return
+		if err := s.seen.Claim(r.Context(), proof.ReplayKey, 2*time.Minute); err != nil {
+			oauthError(w, http.StatusBadRequest, "invalid_dpop_proof", "DPoP proof already used")
+			return
+		}
 	}
 	scope := client.Scope
 	if req := r.PostForm.Get("scope"); req != "" {
@@ -233,12 +240,17 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		"iat":       now.Unix(),
 		"exp":       now.Add(s.opts.TokenTTL).Unix(),
 		"jti":       randomString(16),
-		"cnf":       map[string]string{"jkt": proof.JKT},
+	}
+	tokenType := "Bearer"
+	if !client.Bearer {
+		claims["cnf"] = map[string]string{"jkt": proof.JKT}
+		tokenType = "DPoP"
 	}
 	if client.Tier != "" {
 		claims["tier"] = client.Tier
 	}
 	var tok string
+	var err error
 	if client.Opaque {
 		tok, err = s.storeOpaque(claims, now)
 	} else {
@@ -250,7 +262,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"access_token": tok,
-		"token_type":   "DPoP",
+		"token_type":   tokenType,
 		"expires_in":   int(s.opts.TokenTTL.Seconds()),
 		"scope":        scope,
 	})
