@@ -117,6 +117,7 @@ type exchange struct {
 	upstreamStart time.Time
 	upstream      time.Duration
 	origin        string // the Origin header, for CORS
+	forwardAuth   bool   // a forward-auth call: target is the ingress's request
 }
 
 type exchangeKey struct{}
@@ -137,6 +138,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw.Header().Set("X-Request-Id", x.id)
 	defer g.logExchange(r, rw, x)
 
+	if g.serveForwardAuth(rw, r, s, x) {
+		return
+	}
 	if s.serveMetadata(rw, r, peerTrusted) {
 		return
 	}
@@ -340,6 +344,11 @@ func (g *Gateway) logExchange(r *http.Request, w *responseWriter, x *exchange) {
 		slog.String("client_ip", x.ip.String()),
 		slog.Float64("latency_ms", float64(g.clock().Sub(x.start).Microseconds())/1000),
 	)
+	if x.forwardAuth {
+		// The request judged, not the auth call; never its query.
+		attrs = append(attrs, slog.Bool("forward_auth", true),
+			slog.String("original_method", x.target.method), slog.String("original_path", x.target.path))
+	}
 	if x.route != nil {
 		attrs = append(attrs, slog.String("route", x.route.name))
 	}
