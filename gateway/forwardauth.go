@@ -107,18 +107,7 @@ func (g *Gateway) serveForwardAuth(w http.ResponseWriter, r *http.Request, s *sn
 func (g *Gateway) allow(w http.ResponseWriter, x *exchange) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
-	if x.tier != "" {
-		h.Set("X-Auth-Tier", x.tier)
-	}
-	if p := x.principal; p != nil {
-		h.Set("X-Auth-Subject", p.Subject)
-		h.Set("X-Auth-Client-Id", p.ClientID)
-		h.Set("X-Auth-Scope", p.Scope())
-		h.Set("X-Auth-Issuer", p.Issuer)
-		if p.JKT != "" {
-			h.Set("X-Auth-Jkt", p.JKT)
-		}
-	}
+	setIdentity(h, x)
 	remove := []string{"authorization", "dpop"}
 	for _, k := range identityHeaders {
 		if h.Get(k) == "" {

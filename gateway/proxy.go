@@ -80,7 +80,16 @@ func (g *Gateway) rewrite(rt *route, pr *httputil.ProxyRequest) {
 		h.Set("X-Forwarded-Host", host)
 	}
 	h.Set("X-Request-Id", x.id)
-	h.Set("X-Auth-Tier", x.tier)
+	setIdentity(h, x)
+	x.upstreamStart = g.clock()
+}
+
+// setIdentity writes the verified identity (spec §3.8): the tier always,
+// the token's subject, client, scope, issuer and key when there is one.
+func setIdentity(h http.Header, x *exchange) {
+	if x.tier != "" {
+		h.Set("X-Auth-Tier", x.tier)
+	}
 	if p := x.principal; p != nil {
 		h.Set("X-Auth-Subject", p.Subject)
 		h.Set("X-Auth-Client-Id", p.ClientID)
@@ -90,7 +99,6 @@ func (g *Gateway) rewrite(rt *route, pr *httputil.ProxyRequest) {
 			h.Set("X-Auth-Jkt", p.JKT)
 		}
 	}
-	x.upstreamStart = g.clock()
 }
 
 // stripPrefix removes the route prefix from the path, keeping a leading /.

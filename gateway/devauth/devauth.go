@@ -180,9 +180,7 @@ func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
 // token is the client_credentials grant (RFC 6749 §4.4) with a mandatory
 // DPoP proof (RFC 9449 §5): the token is bound to the proof's key.
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "the body is not a form")
+	if !readForm(w, r) {
 		return
 	}
 	if gt := r.PostForm.Get("grant_type"); gt != "client_credentials" {
@@ -361,6 +359,17 @@ func (s *Server) register(w http.ResponseWriter, r *http.Request) {
 		out["client_secret"] = c.Secret
 	}
 	writeJSON(w, http.StatusCreated, out)
+}
+
+// readForm parses a form body of at most 64 KiB, answering 400 when it
+// cannot.
+func readForm(w http.ResponseWriter, r *http.Request) bool {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		oauthError(w, http.StatusBadRequest, "invalid_request", "the body is not a form")
+		return false
+	}
+	return true
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

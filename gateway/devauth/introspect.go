@@ -73,9 +73,7 @@ func (s *Server) claimsOf(tok string, now time.Time) map[string]any {
 
 // introspect is RFC 7662 token introspection, for authenticated clients.
 func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "the body is not a form")
+	if !readForm(w, r) {
 		return
 	}
 	if c, ok := s.authenticate(r); !ok || c.Secret == "" {
@@ -98,9 +96,7 @@ func (s *Server) introspect(w http.ResponseWriter, r *http.Request) {
 // revoke is RFC 7009 token revocation: the token is inactive from now on.
 // As the RFC asks, an unknown token is answered 200 too.
 func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	if err := r.ParseForm(); err != nil {
-		oauthError(w, http.StatusBadRequest, "invalid_request", "the body is not a form")
+	if !readForm(w, r) {
 		return
 	}
 	client, ok := s.authenticate(r)
