@@ -1,0 +1,272 @@
+// Package redistest runs real redis-server processes for tests: one server,
+// or a three-master Redis Cluster. There is no fake: the tests of the Redis
+// backends talk to the binary they will meet in production.
+//
+// The binaries come from PATH. When redis-server is not there, Start and
+// StartCluster skip the test with a message saying so (.ci/run installs it,
+// so CI never skips); StartCluster also needs redis-cli.
+package redistest
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// startTimeout bounds how long a server may take to answer PING, and a
+// cluster to reach cluster_state:ok.
+const startTimeout = 20 * time.Second
+
+// Server is one redis-server process listening on 127.0.0.1, with no
+// persistence (--save "" --appendonly no), in a directory of the test's
+// TempDir. Its methods are safe for concurrent use.
+type Server struct {
+	t    testing.TB
+	dir  string
+	port int
+	args []string // extra arguments (cluster mode)
+
+	mu     sync.Mutex
+	cmd    *exec.Cmd     // nil while stopped
+	exited chan struct{} // closed when cmd has exited and been reaped
+}
+
+// Start starts a redis-server on a free port and waits until it answers
+// PING; it is stopped when the test ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	return start(t, t.TempDir())
+}
+
+func start(t testing.TB, dir string, args ...string) *Server {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not on PATH; .ci/run installs it")
+	}
+	s := &Server{t: t, dir: dir, args: args}
+	t.Cleanup(s.Stop)
+	// A free port can be taken by someone else between our probe and the
+	// server's bind; try a few.
+	var err error
+	for range 5 {
+		s.port = freePort(t)
+		if err = s.launch(); err == nil {
+			return s
+		}
+	}
+	t.Fatalf("redistest: starting redis-server: %v", err)
+	return nil
+}
+
+// Addr is the server's host:port.
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// URL is the server's redis:// URL.
+func (s *Server) URL() string { return "redis://" + s.Addr() }
+
+// Stop kills the server (SIGKILL, as a crash would) and waits for it to
+// exit. Clients see their connections reset and new ones refused. Stopping
+// a stopped server does nothing.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Kill()
+	<-s.exited
+	s.cmd = nil
+}
+
+// Restart stops the server if it runs and starts a new one on the same
+// port, with no data (nothing is persisted), and waits until it answers.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	// The port was ours a moment ago; the new process may still race the
+	// kernel releasing it, so retry for a while.
+	deadline := time.Now().Add(startTimeout)
+	for {
+		err := s.launch()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("redistest: restarting redis-server on %s: %v", s.Addr(), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// launch starts redis-server on s.port and waits for PING to answer.
+func (s *Server) launch() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	args := append([]string{
+		"--port", strconv.Itoa(s.port),
+		"--bind", "127.0.0.1",
+		"--dir", s.dir,
+		"--save", "",
+		"--appendonly", "no",
+		"--daemonize", "no",
+		"--logfile", "redis.log",
+	}, s.args...)
+	cmd := exec.Command("redis-server", args...)
+	cmd.Dir = s.dir
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	exited := make(chan struct{})
+	go func() {
+		// The one Wait: it reaps the process whether Stop killed it or it
+		// died on its own (port taken).
+		cmd.Wait()
+		close(exited)
+	}()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		// The server answering must be ours, not one that took the port
+		// before our process could bind it.
+		info, err := command(s.Addr(), "INFO", "server")
+		if err == nil && strings.Contains(info, "\nprocess_id:"+strconv.Itoa(cmd.Process.Pid)+"\r") {
+			s.cmd, s.exited = cmd, exited
+			return nil
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("redis-server exited at start; its log: %s", tail(filepath.Join(s.dir, "redis.log")))
+		default:
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			<-exited
+			return fmt.Errorf("no answer within %v: %v", startTimeout, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Cluster is three redis-server masters in cluster mode sharing the 16384
+// slots, with no replicas.
+type Cluster struct {
+	Servers []*Server
+}
+
+// StartCluster starts three cluster-enabled servers, joins them with
+// redis-cli --cluster create, and waits until every node reports
+// cluster_state:ok. The servers are stopped when the test ends.
+func StartCluster(t testing.TB) *Cluster {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not on PATH; .ci/run installs it")
+	}
+	if _, err := exec.LookPath("redis-cli"); err != nil {
+		t.Skip("redis-cli not on PATH; .ci/run installs it (redis-tools)")
+	}
+	c := &Cluster{}
+	for i := range 3 {
+		dir := filepath.Join(t.TempDir(), strconv.Itoa(i))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// The cluster bus gets a free port of its own rather than the
+		// default port+10000, which may be taken or out of range.
+		c.Servers = append(c.Servers, start(t, dir,
+			"--cluster-enabled", "yes",
+			"--cluster-config-file", "nodes.conf",
+			"--cluster-port", strconv.Itoa(freePort(t)),
+			"--cluster-node-timeout", "5000",
+		))
+	}
+	args := append([]string{"--cluster", "create"}, c.Addrs()...)
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.Command("redis-cli", args...).CombinedOutput(); err != nil {
+		t.Fatalf("redistest: redis-cli --cluster create: %v\n%s", err, out)
+	}
+	deadline := time.Now().Add(startTimeout)
+	for _, s := range c.Servers {
+		for {
+			info, err := command(s.Addr(), "CLUSTER", "INFO")
+			if err == nil && strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("redistest: %s: no cluster_state:ok within %v: %q %v", s.Addr(), startTimeout, info, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return c
+}
+
+// Addrs are the masters' host:port addresses.
+func (c *Cluster) Addrs() []string {
+	addrs := make([]string, len(c.Servers))
+	for i, s := range c.Servers {
+		addrs[i] = s.Addr()
+	}
+	return addrs
+}
+
+// freePort asks the kernel for a free TCP port on 127.0.0.1.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("redistest: finding a free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// command sends one inline command and returns the reply: a simple
+// string, error or integer line as is ("+PONG"), a bulk string's contents.
+// It is enough for PING and CLUSTER INFO, which is all the helper needs.
+func command(addr string, args ...string) (string, error) {
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := fmt.Fprintf(conn, "%s\r\n", strings.Join(args, " ")); err != nil {
+		return "", err
+	}
+	br := bufio.NewReader(conn)
+	line, err := br.ReadString('\n')
+	if err != nil {
+		return "", err
+	}
+	line = strings.TrimRight(line, "\r\n")
+	if !strings.HasPrefix(line, "$") {
+		return line, nil
+	}
+	n, err := strconv.Atoi(line[1:])
+	if err != nil || n < 0 {
+		return line, nil
+	}
+	buf := make([]byte, n+2)
+	if _, err := io.ReadFull(br, buf); err != nil {
+		return "", err
+	}
+	return string(buf[:n]), nil
+}
+
+// tail returns the last lines of a file, for an error message.
+func tail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-5):], "\n")
+}
