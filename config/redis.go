@@ -1,0 +1,79 @@
+package config
+
+import (
+	"errors"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// UniversalOptions turns the redis section into options for
+// redis.NewUniversalClient: one server, a Redis Cluster or a Sentinel-managed
+// primary, as configured. r must have passed Validate.
+//
+//   - url: parsed by redis.ParseURL, so rediss:// keeps its TLS config
+//     (server name from the URL, TLS 1.2 at least), and the URL's user,
+//     password, db and pool query parameters apply; a non-empty password
+//     key (or DPOPGATE_REDIS_PASSWORD) replaces the URL's password.
+//   - addrs: mode cluster sets IsClusterMode (so even one seed address is
+//     a cluster), mode sentinel sets MasterName; username, password and db
+//     apply.
+//
+// The request path waits on Redis for at most timeout per call, so timeout
+// becomes the dial, read, write and pool-wait timeouts (overriding any in
+// the URL), contexts' deadlines are honoured, and nothing is retried: a
+// dead Redis fails in one timeout, not several, and a claim or a token
+// taken by a command whose reply was lost is never taken twice. pool_size,
+// when set, overrides the URL's and the library's default (10 per CPU).
+//
+// The returned options hold the password; never log them.
+func (r Redis) UniversalOptions() (*redis.UniversalOptions, error) {
+	o := &redis.UniversalOptions{}
+	switch {
+	case r.URL != "":
+		u, err := redis.ParseURL(r.URL)
+		if err != nil {
+			// ParseURL's errors do not quote the URL, but say where it came from.
+			return nil, errors.New("redis.url " + shownURL(r.URL) + ": " + err.Error())
+		}
+		o.Addrs = []string{u.Addr}
+		o.ClientName = u.ClientName
+		o.Protocol = u.Protocol
+		o.Username, o.Password = u.Username, u.Password
+		o.DB = u.DB
+		o.TLSConfig = u.TLSConfig
+		o.PoolFIFO = u.PoolFIFO
+		o.PoolSize = u.PoolSize
+		o.MinIdleConns, o.MaxIdleConns, o.MaxActiveConns = u.MinIdleConns, u.MaxIdleConns, u.MaxActiveConns
+		o.ConnMaxIdleTime, o.ConnMaxLifetime = u.ConnMaxIdleTime, u.ConnMaxLifetime
+		if r.Password != "" {
+			o.Password = r.Password
+		}
+	case len(r.Addrs) > 0:
+		o.Addrs = append([]string(nil), r.Addrs...)
+		o.Username, o.Password = r.Username, r.Password
+		o.DB = r.DB
+		switch r.Mode {
+		case RedisCluster:
+			o.IsClusterMode = true
+		case RedisSentinel:
+			o.MasterName = r.MasterName
+		}
+	default:
+		return nil, errors.New("redis: neither url nor addrs is set")
+	}
+	if r.PoolSize > 0 {
+		o.PoolSize = r.PoolSize
+	}
+	t := time.Duration(r.Timeout)
+	if t <= 0 {
+		return nil, errors.New("redis.timeout: must be positive")
+	}
+	o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = t, t, t, t
+	o.ContextTimeoutEnabled = true
+	o.MaxRetries = -1 // -1 is none: 0 means the library's default of 3
+	// One dial per attempt. After pool_size failed dials in a row the pool
+	// fails calls at once and probes the server once a second by itself.
+	o.DialerRetries = 1
+	return o, nil
+}

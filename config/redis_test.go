@@ -1,0 +1,146 @@
+package config
+
+import (
+	"crypto/tls"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+func TestRedisUniversalOptions(t *testing.T) {
+	const timeout = 150 * time.Millisecond
+	for _, tt := range []struct {
+		name  string
+		in    Redis
+		check func(o *redis.UniversalOptions) string
+	}{
+		{"ok/url", Redis{URL: "redis://user:pw@cache:6380/2"}, func(o *redis.UniversalOptions) string {
+			return same("Addrs", strings.Join(o.Addrs, ","), "cache:6380") + same("Username", o.Username, "user") + same("Password", o.Password, "pw") +
+				same("DB", o.DB, 2) + same("TLSConfig == nil", o.TLSConfig == nil, true) + same("IsClusterMode", o.IsClusterMode, false) + same("MasterName", o.MasterName, "")
+		}},
+		{"ok/url-default-port", Redis{URL: "redis://cache"}, func(o *redis.UniversalOptions) string {
+			return same("Addrs", strings.Join(o.Addrs, ","), "cache:6379") + same("DB", o.DB, 0)
+		}},
+		{"ok/rediss-keeps-tls", Redis{URL: "rediss://default:pw@redis.example.com:6380/1"}, func(o *redis.UniversalOptions) string {
+			if o.TLSConfig == nil {
+				return "TLSConfig: got nil, want the URL's TLS config; "
+			}
+			return same("TLSConfig.ServerName", o.TLSConfig.ServerName, "redis.example.com") + same("TLSConfig.MinVersion", o.TLSConfig.MinVersion, uint16(tls.VersionTLS12)) +
+				same("Username", o.Username, "default") + same("Password", o.Password, "pw") + same("DB", o.DB, 1)
+		}},
+		{"ok/password-field-overrides-url", Redis{URL: "redis://u:from-url@cache:6379", Password: "from-env"}, func(o *redis.UniversalOptions) string {
+			return same("Username", o.Username, "u") + same("Password", o.Password, "from-env")
+		}},
+		{"ok/empty-password-field-keeps-url", Redis{URL: "redis://:from-url@cache:6379"}, func(o *redis.UniversalOptions) string {
+			return same("Password", o.Password, "from-url")
+		}},
+		{"ok/url-pool-size", Redis{URL: "redis://cache?pool_size=7"}, func(o *redis.UniversalOptions) string {
+			return same("PoolSize", o.PoolSize, 7)
+		}},
+		{"ok/pool-size-field-overrides-url", Redis{URL: "redis://cache?pool_size=7", PoolSize: 3}, func(o *redis.UniversalOptions) string {
+			return same("PoolSize", o.PoolSize, 3)
+		}},
+		{"ok/timeout-overrides-url", Redis{URL: "redis://cache?read_timeout=9s&dial_timeout=9s&max_retries=5"}, func(o *redis.UniversalOptions) string {
+			return same("ReadTimeout", o.ReadTimeout, timeout) + same("DialTimeout", o.DialTimeout, timeout) + same("MaxRetries", o.MaxRetries, -1)
+		}},
+		{"ok/addrs-single", Redis{Addrs: []string{"r:6379"}, Mode: RedisSingle, Username: "u", Password: "p", DB: 4, PoolSize: 5},
+			func(o *redis.UniversalOptions) string {
+				return same("Addrs", strings.Join(o.Addrs, ","), "r:6379") + same("Username", o.Username, "u") + same("Password", o.Password, "p") +
+					same("DB", o.DB, 4) + same("PoolSize", o.PoolSize, 5) + same("IsClusterMode", o.IsClusterMode, false) + same("MasterName", o.MasterName, "")
+			}},
+		{"ok/addrs-cluster", Redis{Addrs: []string{"a:1", "b:2", "c:3"}, Mode: RedisCluster, Password: "p"}, func(o *redis.UniversalOptions) string {
+			return same("Addrs", strings.Join(o.Addrs, ","), "a:1,b:2,c:3") + same("IsClusterMode", o.IsClusterMode, true) + same("Password", o.Password, "p")
+		}},
+		{"ok/addrs-sentinel", Redis{Addrs: []string{"s1:26379", "s2:26379"}, Mode: RedisSentinel, MasterName: "mymaster", DB: 1},
+			func(o *redis.UniversalOptions) string {
+				return same("MasterName", o.MasterName, "mymaster") + same("IsClusterMode", o.IsClusterMode, false) + same("DB", o.DB, 1)
+			}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.in.Timeout = Duration(timeout)
+			o, err := tt.in.UniversalOptions()
+			if err != nil {
+				t.Fatalf("UniversalOptions: %v", err)
+			}
+			got := tt.check(o) +
+				same("DialTimeout", o.DialTimeout, timeout) + same("ReadTimeout", o.ReadTimeout, timeout) + same("WriteTimeout", o.WriteTimeout, timeout) +
+				same("PoolTimeout", o.PoolTimeout, timeout) + same("ContextTimeoutEnabled", o.ContextTimeoutEnabled, true) + same("MaxRetries", o.MaxRetries, -1)
+			if got != "" {
+				t.Error(got)
+			}
+		})
+	}
+}
+
+func TestRedisUniversalOptionsErrors(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		in   Redis
+		want string
+	}{
+		{"fail/neither-url-nor-addrs", Redis{Timeout: Duration(time.Second)}, "neither url nor addrs"},
+		{"fail/bad-url-password-not-shown", Redis{URL: "redis://:hunter2@cache:6379/x", Timeout: Duration(time.Second)}, "invalid database number"},
+		{"fail/no-timeout", Redis{URL: "redis://cache"}, "redis.timeout"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := tt.in.UniversalOptions()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("the error shows the password: %v", err)
+			}
+		})
+	}
+}
+
+// TestRedisClientKind: the options from a parsed file make the client the
+// mode names (no connection is made).
+func TestRedisClientKind(t *testing.T) {
+	for _, tt := range []struct {
+		name, yaml string
+		want       string
+	}{
+		{"ok/url", "replay: {backend: redis}\nredis: {url: \"redis://cache:6379/0\"}\n", "*redis.Client"},
+		{"ok/one-cluster-seed", "replay: {backend: redis}\nredis: {addrs: [\"cfg.example.com:6379\"], mode: cluster}\n", "*redis.ClusterClient"},
+		{"ok/sentinel", "replay: {backend: redis}\nredis: {addrs: [\"s1:26379\", \"s2:26379\"], mode: sentinel, master_name: m}\n", "*redis.Client"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse("t.yaml", []byte(tt.yaml), func(string) string { return "" })
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, err := c.Redis.UniversalOptions()
+			if err != nil {
+				t.Fatal(err)
+			}
+			client := redis.NewUniversalClient(o)
+			defer client.Close()
+			if got := typeName(client); got != tt.want {
+				t.Errorf("client: got %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func typeName(v any) string {
+	switch v.(type) {
+	case *redis.Client:
+		return "*redis.Client"
+	case *redis.ClusterClient:
+		return "*redis.ClusterClient"
+	default:
+		return "other"
+	}
+}
+
+// same reports got != want for the field named what, in the style of expect.
+func same[T comparable](what string, got, want T) string {
+	if got != want {
+		return fmt.Sprintf("%s: got %v, want %v; ", what, got, want)
+	}
+	return ""
+}
