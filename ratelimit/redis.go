@@ -1,0 +1,125 @@
+package ratelimit
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed redis.lua
+var bucketLua string
+
+// bucketScript takes one decision on one bucket; see redis.lua.
+var bucketScript = redis.NewScript(bucketLua)
+
+// Redis is the "redis" backend: token buckets in Redis, one budget shared
+// by every replica that uses the same Redis and prefix. It is safe for
+// concurrent use, and works with any redis.UniversalClient (one server,
+// Sentinel, Cluster).
+//
+// A decision is one Lua script (EVALSHA, falling back to EVAL when the
+// server does not have it cached), atomic on the server and timed by the
+// server's clock (TIME), so replicas whose clocks disagree still share
+// one bucket. The script does golang.org/x/time/rate's arithmetic, as
+// Memory does, and the Decision is computed by the same function, so the
+// two backends answer alike; see Memory.AllowN for the contract. Time on
+// the server has microsecond resolution.
+//
+// A bucket is one hash, <prefix>rl:{<key>}, holding its tokens, when it
+// last changed, and the rate and burst it was last used with; the hash
+// tag keeps it in one Cluster slot. It expires when it would have refilled
+// (a full bucket carries no information: a missing one is full), so Redis
+// holds only the buckets in use. A call that takes nothing, or is denied,
+// writes nothing unless the Limit changed.
+//
+// Create a Redis with NewRedis; the zero Redis is not usable.
+type Redis struct {
+	c      redis.UniversalClient
+	prefix string
+}
+
+// NewRedis returns a limiter that keeps its buckets in c under prefix (for
+// example "dpopgate:"). It does not contact Redis.
+func NewRedis(c redis.UniversalClient, prefix string) *Redis {
+	return &Redis{c: c, prefix: prefix}
+}
+
+// AllowN takes n tokens from the bucket named key under limit l if it
+// holds that many, with one round trip to Redis, and reports the outcome
+// as Memory.AllowN does. Reset is this host's clock when the answer came
+// plus the refill time computed on Redis's clock, so a skew between the
+// two clocks does not show in the headers. It returns an error, and no
+// Decision, when Redis did not answer or answered something else than the
+// script's reply; the token may then have been taken or not. The caller
+// bounds the wait with ctx. The unlimited Limit is allowed without a call.
+func (r *Redis) AllowN(ctx context.Context, key string, l Limit, n int) (Decision, error) {
+	if l.Unlimited() {
+		return Decision{Allowed: true, Limit: l.Count, Reset: time.Now()}, nil
+	}
+	n = max(n, 0)
+	keys, args := r.scriptArgs(key, l, n)
+	return decision(l, n, bucketScript.Run(ctx, r.c, keys, args...))
+}
+
+// AllowNIn queues the decision AllowN would take on p (EVALSHA), to go to
+// Redis with whatever else p carries in one round trip, and returns the
+// function that reports it once p has been executed. If the server had
+// lost the script (a restart, a failover, SCRIPT FLUSH), the function
+// runs it again with EVAL, which sends and caches it: a second round trip,
+// bounded by ctx, once per server that lost it. Call the function once,
+// after p.Exec; it is not safe for concurrent use.
+func (r *Redis) AllowNIn(ctx context.Context, p redis.Pipeliner, key string, l Limit, n int) (result func() (Decision, error)) {
+	if l.Unlimited() {
+		return func() (Decision, error) {
+			return Decision{Allowed: true, Limit: l.Count, Reset: time.Now()}, nil
+		}
+	}
+	n = max(n, 0)
+	keys, args := r.scriptArgs(key, l, n)
+	cmd := bucketScript.EvalSha(ctx, p, keys, args...)
+	return func() (Decision, error) {
+		if err := cmd.Err(); errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT") {
+			// EVALSHA failed before the script ran: nothing was taken.
+			cmd = bucketScript.Eval(ctx, r.c, keys, args...)
+		}
+		return decision(l, n, cmd)
+	}
+}
+
+// scriptArgs are the KEYS and ARGV of redis.lua.
+func (r *Redis) scriptArgs(key string, l Limit, n int) ([]string, []any) {
+	return []string{r.prefix + "rl:{" + key + "}"},
+		[]any{strconv.FormatFloat(l.PerSecond(), 'g', -1, 64), l.Capacity(), n}
+}
+
+// decision reads the script's reply, {allowed, tokens}, checking its every
+// part, and turns it into the Decision.
+func decision(l Limit, n int, cmd *redis.Cmd) (Decision, error) {
+	v, err := cmd.Result()
+	if err != nil {
+		return Decision{}, fmt.Errorf("ratelimit: redis: %w", err)
+	}
+	reply, ok := v.([]any)
+	if !ok || len(reply) != 2 {
+		return Decision{}, fmt.Errorf("ratelimit: redis: unexpected reply of type %T, want a pair", v)
+	}
+	allowed, ok := reply[0].(int64)
+	if !ok || (allowed != 0 && allowed != 1) {
+		return Decision{}, fmt.Errorf("ratelimit: redis: unexpected allowed of type %T, want 0 or 1", reply[0])
+	}
+	s, ok := reply[1].(string)
+	if !ok {
+		return Decision{}, fmt.Errorf("ratelimit: redis: unexpected tokens of type %T, want a number as a string", reply[1])
+	}
+	tokens, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(tokens) || math.IsInf(tokens, 0) {
+		return Decision{}, fmt.Errorf("ratelimit: redis: tokens %q is not a number", s)
+	}
+	return decide(l, time.Now(), tokens, n, allowed == 1), nil
+}

@@ -1,0 +1,305 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dpopgate/dpopgate/replay/redistest"
+	"github.com/redis/go-redis/v9"
+)
+
+// redisHarness runs the conformance suite on c, each case under a prefix
+// of its own. Redis keeps time itself, so the harness sleeps: the suite
+// advances by tens of milliseconds at most, and slack absorbs how much
+// longer than asked a sleep and a round trip take.
+func redisHarness(c redis.UniversalClient) func(t *testing.T) harness {
+	var cases atomic.Int64
+	return func(t *testing.T) harness {
+		return harness{
+			limiter: NewRedis(c, fmt.Sprintf("case%d:", cases.Add(1))),
+			now:     time.Now,
+			advance: time.Sleep,
+			slack:   10 * time.Millisecond,
+		}
+	}
+}
+
+func newRedisClient(t *testing.T) (*redistest.Server, *redis.Client) {
+	srv := redistest.Start(t)
+	c := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { c.Close() })
+	return srv, c
+}
+
+func TestRedisConformance(t *testing.T) {
+	_, c := newRedisClient(t)
+	testLimiter(t, redisHarness(c))
+}
+
+func TestRedisClusterConformance(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	c := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs(), MaxRetries: -1})
+	t.Cleanup(func() { c.Close() })
+	// The suite's slack is for sleeps, not for the client's first contact
+	// with each node, its first COMMAND (key positions) or a first EVALSHA
+	// answered NOSCRIPT: make those now.
+	err := c.ForEachShard(t.Context(), func(ctx context.Context, shard *redis.Client) error {
+		return bucketScript.Load(ctx, shard).Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewRedis(c, "warmup:").AllowN(t.Context(), "k", perHour10, 1); err != nil {
+		t.Fatal(err)
+	}
+	testLimiter(t, redisHarness(c))
+}
+
+// TestRedisMatchesMemory: the same random calls, limit changes included,
+// give Memory and Redis the same Decisions. The limits refill a token in
+// minutes, so the milliseconds Redis's clock moves meanwhile cannot change
+// a whole-token count.
+//
+// Both backends forget a bucket that is full at its limit (a missing
+// bucket is a full one), Memory when a sweep comes across it, Redis at
+// once. Only a later, larger burst can tell the difference (a forgotten
+// bucket starts full at the new burst, a kept one keeps its tokens), so
+// the limit of a key changes only while its bucket is not full.
+func TestRedisMatchesMemory(t *testing.T) {
+	_, c := newRedisClient(t)
+	r := NewRedis(c, "diff:")
+	clock := newFakeClock()
+	m := NewMemory(MemoryOptions{Clock: clock.Now})
+	limits := []Limit{perHour10, perHour5, burst100, burst2, {Count: 3, Period: time.Hour, Burst: 7}}
+	rng := rand.New(rand.NewPCG(1, 2))
+	type keyState struct {
+		limit Limit
+		full  bool
+	}
+	keys := map[string]*keyState{}
+	changes := 0
+	for i := range 600 {
+		key := fmt.Sprint("k", rng.IntN(3))
+		ks := keys[key]
+		if ks == nil {
+			ks = &keyState{limit: limits[rng.IntN(len(limits))], full: true}
+			keys[key] = ks
+		}
+		if !ks.full && rng.IntN(5) == 0 {
+			ks.limit = limits[rng.IntN(len(limits))]
+			changes++
+		}
+		l := ks.limit
+		n := rng.IntN(13) - 1
+		what := fmt.Sprintf("call %d: AllowN(%s, %+v, %d)", i, key, l, n)
+		want, err := m.AllowN(t.Context(), key, l, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ks.full = !want.Reset.After(clock.Now())
+		now := time.Now()
+		got, err := r.AllowN(t.Context(), key, l, n)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if got.Allowed != want.Allowed || got.Limit != want.Limit || got.Remaining != want.Remaining {
+			t.Fatalf("%s: got %+v, want %+v", what, got, want)
+		}
+		// Redis's clock runs during the test, so its buckets refill a
+		// little between calls, at up to 100 tokens an hour, and a call
+		// with a smaller Limit reads that as more time: allow 0.05 token
+		// (whole-token counts above are exact).
+		tolerance := time.Duration(0.05 / l.PerSecond() * float64(time.Second))
+		if d := got.Reset.Sub(now) - want.Reset.Sub(clock.Now()); d < -tolerance || d > tolerance {
+			t.Fatalf("%s: Reset: got now+%v, want now+%v", what, got.Reset.Sub(now), want.Reset.Sub(clock.Now()))
+		}
+		if d := got.RetryAfter - want.RetryAfter; d < -tolerance || d > tolerance {
+			t.Fatalf("%s: RetryAfter: got %v, want %v", what, got.RetryAfter, want.RetryAfter)
+		}
+	}
+	t.Logf("600 calls, %d limit changes", changes)
+}
+
+// TestRedisBucketStorage: a bucket is one hash under a hash-tagged key that
+// expires when the bucket would be full again; looking, and being denied,
+// write nothing.
+func TestRedisBucketStorage(t *testing.T) {
+	_, c := newRedisClient(t)
+	ctx := t.Context()
+	r := NewRedis(c, "dg:")
+	key := "dg:rl:{route|client|iss|agent}"
+	allow := func(l Limit, n int) Decision {
+		t.Helper()
+		d, err := r.AllowN(ctx, "route|client|iss|agent", l, n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	exists := func() bool {
+		t.Helper()
+		n, err := c.Exists(ctx, key).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	}
+
+	allow(perMinute60, 0)
+	allow(perMinute60, 61)
+	if exists() {
+		t.Fatalf("after a peek and an oversized take: the bucket exists, want none")
+	}
+	allow(perMinute60, 3)
+	if !exists() {
+		t.Fatalf("after a take: no bucket, want one")
+	}
+	// Three tokens at one a second: full again in 3s.
+	if pttl, err := c.PTTL(ctx, key).Result(); err != nil || pttl <= 2900*time.Millisecond || pttl > 3*time.Second {
+		t.Errorf("PTTL after taking 3 of 60/m: got %v, %v, want just under 3s", pttl, err)
+	}
+	before, err := c.HGetAll(ctx, key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"tokens", "last", "rate", "burst"} {
+		if before[f] == "" {
+			t.Errorf("bucket hash: no field %q in %v", f, before)
+		}
+	}
+	allow(perMinute60, 0)
+	allow(perMinute60, 100)
+	if after, _ := c.HGetAll(ctx, key).Result(); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Errorf("a peek and a denied take changed the bucket: got %v, was %v", after, before)
+	}
+	// A new, smaller burst that the bucket already holds makes it full:
+	// it is deleted.
+	allow(Limit{Count: 60, Period: time.Minute, Burst: 2}, 0)
+	if exists() {
+		t.Errorf("a bucket capped to full by a new burst: still stored, want deleted")
+	}
+}
+
+// TestRedisOneScriptCall: a decision is one EVALSHA, and nothing else.
+func TestRedisOneScriptCall(t *testing.T) {
+	_, c := newRedisClient(t)
+	ctx := t.Context()
+	r := NewRedis(c, "dg:")
+	if _, err := r.AllowN(ctx, "warm", perHour10, 1); err != nil { // loads the script
+		t.Fatal(err)
+	}
+	if err := c.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.AllowN(ctx, "k", perHour10, 1); err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var calls []string
+	for _, line := range strings.Split(info, "\r\n") {
+		if name, rest, ok := strings.Cut(line, ":calls="); ok && strings.HasPrefix(name, "cmdstat_") {
+			n, _, _ := strings.Cut(rest, ",")
+			calls = append(calls, strings.TrimPrefix(name, "cmdstat_")+"="+n)
+		}
+	}
+	// Commands a script runs count too: time, hmget, hset and pexpire.
+	want := "config|resetstat=1 evalsha=1 hmget=1 hset=1 pexpire=1 time=1"
+	if got := strings.Join(sortedStrings(calls), " "); got != want {
+		t.Errorf("commands for one decision: got %s, want %s", got, want)
+	}
+}
+
+func sortedStrings(s []string) []string {
+	out := append([]string(nil), s...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}
+
+// TestRedisAllowNIn: decisions queued on a pipeline go in one round trip,
+// and survive the server losing its script cache.
+func TestRedisAllowNIn(t *testing.T) {
+	_, c := newRedisClient(t)
+	ctx := t.Context()
+	r := NewRedis(c, "dg:")
+	for _, flush := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ok/script flushed %v", flush), func(t *testing.T) {
+			if flush {
+				if err := c.ScriptFlush(ctx).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			key := fmt.Sprint("pipe", flush)
+			p := c.Pipeline()
+			first := r.AllowNIn(ctx, p, key, perHour10, 4)
+			second := r.AllowNIn(ctx, p, key, perHour10, 7)
+			unlimited := r.AllowNIn(ctx, p, key, Limit{}, 1)
+			if got := p.Len(); got != 2 {
+				t.Errorf("queued: got %d, want 2 (the unlimited Limit queues nothing)", got)
+			}
+			p.Exec(ctx)
+			if d, err := first(); err != nil || !d.Allowed || d.Remaining != 6 {
+				t.Errorf("first: got %+v, %v, want allowed with 6 left", d, err)
+			}
+			if d, err := second(); err != nil || d.Allowed || d.Remaining != 6 {
+				t.Errorf("second: got %+v, %v, want denied with 6 left", d, err)
+			}
+			if d, err := unlimited(); err != nil || !d.Allowed {
+				t.Errorf("unlimited: got %+v, %v, want allowed", d, err)
+			}
+		})
+	}
+}
+
+// TestRedisErrors: Redis errors and replies of the wrong shape come back
+// as errors, never as a Decision or a panic.
+func TestRedisErrors(t *testing.T) {
+	srv, c := newRedisClient(t)
+	ctx := t.Context()
+	r := NewRedis(c, "dg:")
+	if err := c.Set(ctx, "dg:rl:{string}", "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := r.AllowN(ctx, "string", perHour10, 1); err == nil {
+		t.Errorf("bucket key holding a string: got %+v, want an error", d)
+	}
+	for _, tt := range []struct {
+		name  string
+		reply any
+	}{
+		{"fail/not a list", "OK"},
+		{"fail/short list", []any{int64(1)}},
+		{"fail/allowed not an integer", []any{"1", "3"}},
+		{"fail/allowed out of range", []any{int64(2), "3"}},
+		{"fail/tokens not a string", []any{int64(1), int64(3)}},
+		{"fail/tokens not a number", []any{int64(1), "lots"}},
+		{"fail/tokens NaN", []any{int64(1), "nan"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := redis.NewCmd(ctx)
+			cmd.SetVal(tt.reply)
+			if d, err := decision(perHour10, 1, cmd); err == nil {
+				t.Errorf("reply %#v: got %+v, want an error", tt.reply, d)
+			}
+		})
+	}
+	srv.Stop()
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if d, err := r.AllowN(ctx, "k", perHour10, 1); err == nil {
+		t.Errorf("Redis down: got %+v, want an error", d)
+	}
+}
