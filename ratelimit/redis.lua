@@ -2,7 +2,8 @@
 -- golang.org/x/time/rate's arithmetic, as Memory uses it, so that both
 -- backends give the same Decisions (see Memory.AllowN).
 --
--- KEYS[1]  the bucket: a hash {tokens, last, rate, burst}
+-- KEYS[1]  the bucket: a hash {tokens, sec, usec, rate, burst}, where
+--          sec and usec are the server's TIME when it last changed
 -- ARGV[1]  rate, tokens per second (a float)
 -- ARGV[2]  burst, the bucket's capacity (a whole number >= 1)
 -- ARGV[3]  n, tokens to take (>= 0; 0 only looks)
@@ -22,8 +23,11 @@ local n = tonumber(ARGV[3])
 local t = redis.call("TIME")
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2]) -- microseconds, exact in a double
 
-local fmt = "%.17g" -- round-trips a double exactly
-local state = redis.call("HMGET", key, "tokens", "last", "rate", "burst")
+-- A Lua number passed to redis.call is written by Redis itself (in C) as
+-- a string that reads back as the same double; rate and burst are stored
+-- as given, and compared as strings, since the caller always writes a
+-- Limit the same way.
+local state = redis.call("HMGET", key, "tokens", "sec", "usec", "rate", "burst")
 local tokens = tonumber(state[1])
 local changed = false
 if tokens == nil then
@@ -34,17 +38,17 @@ if tokens == nil then
 		if n == 0 and burst >= 1 then
 			allowed = 1
 		end
-		return { allowed, string.format(fmt, burst) }
+		return { allowed, ARGV[2] }
 	end
 	tokens = burst
 else
-	local last, oldRate, oldBurst = tonumber(state[2]), tonumber(state[3]), tonumber(state[4])
+	local last = tonumber(state[2]) * 1000000 + tonumber(state[3])
 	if last > now then
 		last = now -- the clock went back: no refill, as rate.Limiter does
 	end
-	tokens = math.min(tokens + (now - last) / 1e6 * oldRate, oldBurst)
+	tokens = math.min(tokens + (now - last) / 1e6 * tonumber(state[4]), tonumber(state[5]))
 	tokens = math.min(tokens, burst)
-	changed = oldRate ~= rate or oldBurst ~= burst
+	changed = state[4] ~= ARGV[1] or state[5] ~= ARGV[2]
 end
 
 local allowed = 0
@@ -66,11 +70,10 @@ if changed then
 	if tokens >= burst then
 		redis.call("DEL", key)
 	else
-		redis.call("HSET", key, "tokens", string.format(fmt, tokens), "last", string.format(fmt, now),
-			"rate", string.format(fmt, rate), "burst", string.format(fmt, burst))
+		redis.call("HSET", key, "tokens", tokens, "sec", t[1], "usec", t[2], "rate", ARGV[1], "burst", ARGV[2])
 		-- Until full, in whole ms rounded up; capped at 10^15 ms (31,000
-		-- years) so that the number stays an integer when written.
+		-- years) so that the number is still written as an integer.
 		redis.call("PEXPIRE", key, math.min(1e15, math.max(1, math.ceil((burst - tokens) / rate * 1000))))
 	end
 end
-return { allowed, string.format(fmt, tokens) }
+return { allowed, string.format("%.17g", tokens) }

@@ -167,7 +167,7 @@ func TestRedisBucketStorage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"tokens", "last", "rate", "burst"} {
+	for _, f := range []string{"tokens", "sec", "usec", "rate", "burst"} {
 		if before[f] == "" {
 			t.Errorf("bucket hash: no field %q in %v", f, before)
 		}
