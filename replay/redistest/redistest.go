@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -85,6 +86,25 @@ func (s *Server) Stop() {
 	s.cmd.Process.Kill()
 	<-s.exited
 	s.cmd = nil
+}
+
+// Pause stops the server's process (SIGSTOP) without closing anything:
+// connections are accepted by the kernel and commands are sent, but no
+// answer comes, as with a partitioned or overloaded server. Clients wait
+// for their timeouts. Resume undoes it; Stop and Restart work on a paused
+// server.
+func (s *Server) Pause() { s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT); it answers what was sent
+// meanwhile.
+func (s *Server) Resume() { s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig os.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		s.cmd.Process.Signal(sig)
+	}
 }
 
 // Restart stops the server if it runs and starts a new one on the same

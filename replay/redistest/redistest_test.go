@@ -10,6 +10,14 @@ func TestStartStopRestart(t *testing.T) {
 	if _, err := command(s.Addr(), "SET", "k", "v"); err != nil {
 		t.Fatalf("SET: %v", err)
 	}
+	s.Pause()
+	if _, err := command(s.Addr(), "PING"); err == nil {
+		t.Fatalf("PING while paused: got an answer, want a timeout")
+	}
+	s.Resume()
+	if got, err := command(s.Addr(), "PING"); err != nil || got != "+PONG" {
+		t.Fatalf("PING after Resume: got %q, %v, want +PONG", got, err)
+	}
 	s.Stop()
 	if _, err := command(s.Addr(), "PING"); err == nil {
 		t.Fatalf("PING after Stop: got an answer, want a refused connection")
