@@ -7,8 +7,9 @@ import (
 )
 
 // AdminHandler serves the admin listener: /healthz (the process is up),
-// /readyz (every issuer's keys are loaded, not draining), /metrics
-// (Prometheus) and /usage (top clients over the last ten minutes).
+// /readyz (every issuer's keys are loaded, Redis answers PING within
+// redis.timeout when configured, not draining), /metrics (Prometheus) and
+// /usage (top clients over the last ten minutes).
 func (g *Gateway) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -41,6 +42,14 @@ func (g *Gateway) serveReady(w http.ResponseWriter, r *http.Request) {
 		} else {
 			rd.Checks["issuer "+st.Issuer] = "no keys yet"
 			rd.Ready = false
+		}
+	}
+	if g.redis != nil {
+		if err := g.redis.ping(r.Context()); err != nil {
+			rd.Ready = false
+			rd.Checks["redis"] = "no answer to PING: " + err.Error()
+		} else {
+			rd.Checks["redis"] = "ok"
 		}
 	}
 	w.Header().Set("Content-Type", "application/json")

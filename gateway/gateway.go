@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/dpopgate/dpopgate/config"
 	"github.com/dpopgate/dpopgate/gateway/auth"
 	"github.com/dpopgate/dpopgate/ratelimit"
@@ -24,6 +26,9 @@ type Gateway struct {
 	snap       atomic.Pointer[snapshot]
 	limits     limiter
 	replay     replayStore
+	authLimits limiter        // failed authentications per IP: limits, or local when limits are on Redis
+	redis      *redisBackends // nil without Redis
+	replayWarn rate.Sometimes
 	log        *slog.Logger
 	clock      func() time.Time
 	httpClient *http.Client
@@ -37,8 +42,9 @@ type Gateway struct {
 type Options struct {
 	Logger *slog.Logger     // default: discard
 	Clock  func() time.Time // default: time.Now
-	// Limiter and Replay override the backends the config names (tests,
-	// and the command, which builds Redis clients).
+	// Limiter and Replay override the backends the config names. Without
+	// them, New builds a Redis client when the config puts a backend on
+	// Redis (see Close).
 	Limiter limiter
 	Replay  replayStore
 	// HTTPClient fetches issuer metadata and JWKS.
@@ -46,7 +52,8 @@ type Options struct {
 }
 
 // New compiles cfg (already validated by package config) into a Gateway.
-// It fetches nothing; Run loads the issuers' keys.
+// It fetches nothing and connects to nothing (a Redis client dials on
+// first use); Run loads the issuers' keys. Close releases the Redis client.
 func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	g := &Gateway{
 		limits:     opts.Limiter,
@@ -62,14 +69,22 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		g.clock = time.Now
 	}
 	g.metrics = newMetrics(g)
+	g.replayWarn.Interval = warnEvery
+	if err := g.useRedis(cfg, opts); err != nil {
+		return nil, err
+	}
 	if g.limits == nil {
 		g.limits = ratelimit.NewMemory(ratelimit.MemoryOptions{MaxKeys: cfg.RateLimits.MaxKeys, Clock: g.clock})
 	}
 	if g.replay == nil {
 		g.replay = replay.NewMemory(replay.MemoryOptions{MaxEntries: cfg.Replay.MaxEntries, Clock: g.clock})
 	}
+	if g.authLimits == nil {
+		g.authLimits = g.limits
+	}
 	s, err := g.compile(cfg, nil)
 	if err != nil {
+		g.Close()
 		return nil, err
 	}
 	g.snap.Store(s)
@@ -111,7 +126,8 @@ type exchange struct {
 	tier          string
 	limit         ratelimit.Limit
 	decision      ratelimit.Decision
-	limited       bool // decision holds a real decision (headers are written)
+	limited       bool       // decision holds a real decision (headers are written)
+	admitted      *admission // claim and decision taken in one round trip, for limit
 	nonce         string
 	reason        string // why the request was refused, for the log
 	upstreamStart time.Time
@@ -218,7 +234,7 @@ func (g *Gateway) admit(ctx context.Context, s *snapshot, x *exchange, r *http.R
 		}
 		// 5, last: the proof is claimed once every other check passed.
 		if res.Proof != nil {
-			if ans := g.claim(ctx, s, res.Proof); ans != nil {
+			if ans := g.claim(ctx, s, x, res.Proof); ans != nil {
 				g.countAuthFailure(ctx, s, x)
 				return ans
 			}
@@ -233,17 +249,23 @@ func (g *Gateway) admit(ctx context.Context, s *snapshot, x *exchange, r *http.R
 }
 
 // claim records the proof's (jkt, jti) in the replay store, so that it is
-// accepted once across every replica sharing the store.
-func (g *Gateway) claim(ctx context.Context, s *snapshot, p *auth.Proof) *answer {
-	err := g.replay.Claim(ctx, p.ReplayKey, s.verifier.ReplayTTL())
+// accepted once across every replica sharing the store. When the store and
+// the limiter share Redis, it takes the request's rate-limit decision in
+// the same round trip, for limit to use.
+func (g *Gateway) claim(ctx context.Context, s *snapshot, x *exchange, p *auth.Proof) *answer {
+	var err error
+	if x.admitted = g.claimAndLimit(ctx, s, x, p); x.admitted != nil {
+		err = x.admitted.claimErr
+	} else {
+		err = g.replay.Claim(ctx, p.ReplayKey, s.verifier.ReplayTTL())
+	}
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, replay.ErrReplayed):
 		return &answer{code: string(auth.InvalidDPoPProof), status: http.StatusUnauthorized, reason: string(auth.ReasonReplayed), scheme: "DPoP"}
 	case s.replayFailOpen:
-		g.metrics.replayFailOpen.Inc()
-		g.log.Warn("replay store unavailable, accepting proof (on_error: fail_open)", "error", err)
+		g.acceptUnchecked(err)
 		return nil
 	default:
 		return newAnswer(string(auth.TemporarilyUnavailable), string(auth.ReasonReplayStoreUnavailable), err)
@@ -251,22 +273,33 @@ func (g *Gateway) claim(ctx context.Context, s *snapshot, p *auth.Proof) *answer
 }
 
 // limit takes one token from the request's bucket (and, for anonymous
-// callers, from the per-IP cap across routes).
+// callers, from the per-IP cap across routes), or uses the decision claim
+// took with it.
 func (g *Gateway) limit(ctx context.Context, s *snapshot, x *exchange) *answer {
-	x.tier = tierOf(x.principal, s.tiers)
-	l, ok := x.route.limits[x.tier]
-	if !ok || l.Unlimited() {
+	key, l, ok := bucketOf(s, x)
+	if !ok {
 		return nil
 	}
-	ipKey := limitKey(x.ip)
-	d, err := g.limits.AllowN(ctx, bucketKey(x.route.name, x.tier, x.principal, ipKey), l, 1)
-	if err != nil {
+	var d ratelimit.Decision
+	var err error
+	if x.admitted != nil {
+		d, err = x.admitted.decision, x.admitted.limitErr
+	} else {
+		d, err = g.limits.AllowN(ctx, key, l, 1)
+	}
+	switch {
+	case errors.Is(err, errNotLimited):
+		return nil
+	case err != nil:
 		return newAnswer(string(auth.TemporarilyUnavailable), "limiter_unavailable", err)
 	}
 	x.limit, x.decision, x.limited = l, d, true
 	if d.Allowed && x.principal == nil && !s.ipCap.Unlimited() {
-		cd, err := g.limits.AllowN(ctx, "ipcap|"+ipKey, s.ipCap, 1)
-		if err != nil {
+		cd, err := g.limits.AllowN(ctx, "ipcap|"+limitKey(x.ip), s.ipCap, 1)
+		switch {
+		case errors.Is(err, errNotLimited):
+			return nil
+		case err != nil:
 			return newAnswer(string(auth.TemporarilyUnavailable), "limiter_unavailable", err)
 		}
 		if !cd.Allowed {
@@ -287,7 +320,7 @@ func (g *Gateway) checkAuthFailureBudget(ctx context.Context, s *snapshot, x *ex
 	if s.authFailures.Unlimited() {
 		return nil
 	}
-	d, err := g.limits.AllowN(ctx, "authfail|"+limitKey(x.ip), s.authFailures, 0)
+	d, err := g.authLimits.AllowN(ctx, "authfail|"+limitKey(x.ip), s.authFailures, 0)
 	if err != nil || d.Remaining >= 1 {
 		return nil
 	}
@@ -301,7 +334,7 @@ func (g *Gateway) checkAuthFailureBudget(ctx context.Context, s *snapshot, x *ex
 
 func (g *Gateway) countAuthFailure(ctx context.Context, s *snapshot, x *exchange) {
 	if !s.authFailures.Unlimited() {
-		g.limits.AllowN(ctx, "authfail|"+limitKey(x.ip), s.authFailures, 1)
+		g.authLimits.AllowN(ctx, "authfail|"+limitKey(x.ip), s.authFailures, 1)
 	}
 }
 

@@ -195,9 +195,27 @@ func newEnvWith(t testing.TB, rateLimits, extra string) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { e.gw.Close() }) // after the server has closed
 	e.srv = httptest.NewServer(e.gw)
 	t.Cleanup(e.srv.Close)
 	return e
+}
+
+// replica is a second gateway built from e's config, as another replica
+// would be: its own backends (its own Redis client, when the config names
+// Redis), the same issuer, upstream, client key and clock.
+func (e *env) replica() *env {
+	e.t.Helper()
+	r := *e
+	var err error
+	r.gw, err = New(e.cfg, Options{Clock: e.clock.Now})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { r.gw.Close() })
+	r.srv = httptest.NewServer(r.gw)
+	e.t.Cleanup(r.srv.Close)
+	return &r
 }
 
 type lockedWriter struct {

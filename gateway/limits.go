@@ -36,6 +36,17 @@ func tierOf(p *auth.Principal, tiers map[string]ratelimit.Limit) string {
 	return tierClient
 }
 
+// bucketOf names the request's tier (in x.tier) and returns its bucket and
+// limit on the route; ok is false when the tier is not limited there.
+func bucketOf(s *snapshot, x *exchange) (key string, l ratelimit.Limit, ok bool) {
+	x.tier = tierOf(x.principal, s.tiers)
+	l, ok = x.route.limits[x.tier]
+	if !ok || l.Unlimited() {
+		return "", ratelimit.Limit{}, false
+	}
+	return bucketKey(x.route.name, x.tier, x.principal, limitKey(x.ip)), l, true
+}
+
 // bucketKey names a bucket: per route, per tier, per client. Clients are
 // keyed by issuer and client_id, anonymous callers by address (IPv6 /64).
 func bucketKey(route, tier string, p *auth.Principal, ipKey string) string {

@@ -26,6 +26,8 @@ type metrics struct {
 	redisErrors    *prometheus.CounterVec   // op
 	redisLatency   *prometheus.HistogramVec // op
 	limiterLocal   prometheus.Counter
+	// limiterFailOpen counts requests let through undecided (on_error: fail_open).
+	limiterFailOpen prometheus.Counter
 }
 
 // latencyBuckets span a cached-token request (~0.1 ms) to a slow upstream.
@@ -68,8 +70,11 @@ func newMetrics(g *Gateway) *metrics {
 	m.limiterLocal = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "dpopgate_rate_limit_local_fallback_total", Help: "Rate-limit decisions taken locally because Redis failed (on_error: local).",
 	})
+	m.limiterFailOpen = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "dpopgate_rate_limit_fail_open_total", Help: "Requests let through without a rate-limit decision because Redis failed (on_error: fail_open).",
+	})
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.authFailures, m.replays, m.replayFailOpen,
-		m.rateLimited, m.jwksFetches, m.introspections, m.redisErrors, m.redisLatency, m.limiterLocal,
+		m.rateLimited, m.jwksFetches, m.introspections, m.redisErrors, m.redisLatency, m.limiterLocal, m.limiterFailOpen,
 		keyCollector{g}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

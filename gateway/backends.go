@@ -1,0 +1,234 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
+
+	"github.com/dpopgate/dpopgate/config"
+	"github.com/dpopgate/dpopgate/gateway/auth"
+	"github.com/dpopgate/dpopgate/ratelimit"
+	"github.com/dpopgate/dpopgate/replay"
+)
+
+// errNotLimited is what a limiter returns, instead of a Decision, when it
+// could not decide and is configured to let the request through
+// (rate_limits.on_error: fail_open): the request goes on, without
+// rate-limit headers, since there are no numbers to put in them.
+var errNotLimited = errors.New("ratelimit: no decision, letting the request through (on_error: fail_open)")
+
+// redisBackends are the replay store and the limiter on one Redis client,
+// each call bounded by redis.timeout, with the failure modes of the config.
+// It implements replayStore and limiter. Its methods are safe for
+// concurrent use.
+type redisBackends struct {
+	client  redis.UniversalClient
+	timeout time.Duration
+	replay  *replay.Redis    // nil unless replay.backend is redis
+	limits  *ratelimit.Redis // nil unless rate_limits.backend is redis
+	// onError is rate_limits.on_error; local is its fallback for local.
+	onError string
+	local   *ratelimit.Memory
+	metrics *metrics
+	log     *slog.Logger
+	warn    rate.Sometimes // at most one fallback warning per warnEvery
+}
+
+// warnEvery is how often a failure-mode warning repeats during an outage:
+// one line now and then, not one per request (the metrics count each).
+const warnEvery = 10 * time.Second
+
+// useRedis builds the Redis client and the backends the config puts on it,
+// unless opts supplies them. It connects to nothing: the client dials on
+// first use.
+func (g *Gateway) useRedis(cfg *config.Config, opts Options) error {
+	replayOn := cfg.Replay.Backend == config.BackendRedis && opts.Replay == nil
+	limitsOn := cfg.RateLimits.Backend == config.BackendRedis && opts.Limiter == nil
+	if !replayOn && !limitsOn {
+		return nil
+	}
+	o, err := cfg.Redis.UniversalOptions()
+	if err != nil {
+		return err
+	}
+	b := &redisBackends{
+		client:  redis.NewUniversalClient(o),
+		timeout: time.Duration(cfg.Redis.Timeout),
+		onError: cfg.RateLimits.OnError,
+		metrics: g.metrics,
+		log:     g.log,
+		warn:    rate.Sometimes{Interval: warnEvery},
+	}
+	if replayOn {
+		b.replay = replay.NewRedis(b.client, cfg.Redis.Prefix)
+		g.replay = b
+	}
+	if limitsOn {
+		b.limits = ratelimit.NewRedis(b.client, cfg.Redis.Prefix)
+		b.local = ratelimit.NewMemory(ratelimit.MemoryOptions{MaxKeys: cfg.RateLimits.MaxKeys, Clock: g.clock})
+		g.limits = b
+		// Failed authentications are counted per replica: the budget
+		// guards the crypto of this process, and keeping it off Redis
+		// keeps a request to one round trip and a flood of bad tokens
+		// off Redis altogether.
+		g.authLimits = ratelimit.NewMemory(ratelimit.MemoryOptions{MaxKeys: cfg.RateLimits.MaxKeys, Clock: g.clock})
+	}
+	g.redis = b
+	return nil
+}
+
+// Close releases the Redis connections, if the gateway has any. Call it
+// once the servers have stopped; a request after Close meets the
+// configured failure modes. Close is safe to call on any Gateway.
+func (g *Gateway) Close() error {
+	if g.redis == nil {
+		return nil
+	}
+	return g.redis.client.Close()
+}
+
+// claimAndLimit claims the proof and takes the request's rate-limit
+// decision in one round trip when both backends are on Redis and the
+// request's tier is limited on its route; otherwise it does nothing and
+// returns nil.
+func (g *Gateway) claimAndLimit(ctx context.Context, s *snapshot, x *exchange, p *auth.Proof) *admission {
+	b := g.redis
+	if b == nil || b.replay == nil || b.limits == nil {
+		return nil
+	}
+	key, l, ok := bucketOf(s, x)
+	if !ok {
+		return nil
+	}
+	a := b.claimAllowN(ctx, p.ReplayKey, s.verifier.ReplayTTL(), key, l, 1)
+	return &a
+}
+
+// Redis operations, as the metrics label them.
+const (
+	opClaim         = "claim"          // a replay claim alone
+	opDecision      = "decision"       // a rate-limit decision alone
+	opClaimDecision = "claim_decision" // both, pipelined
+	opPing          = "ping"           // /readyz
+)
+
+// Claim is replay.Redis.Claim with the redis.timeout deadline.
+func (b *redisBackends) Claim(ctx context.Context, key string, ttl time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	start := time.Now()
+	err := b.replay.Claim(ctx, key, ttl)
+	b.metrics.observeRedis(opClaim, time.Since(start), failure(err))
+	return err
+}
+
+// AllowN is ratelimit.Redis.AllowN with the redis.timeout deadline and,
+// when Redis fails, rate_limits.on_error.
+func (b *redisBackends) AllowN(ctx context.Context, key string, l ratelimit.Limit, n int) (ratelimit.Decision, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	start := time.Now()
+	d, err := b.limits.AllowN(ctx, key, l, n)
+	b.metrics.observeRedis(opDecision, time.Since(start), err)
+	if err != nil {
+		return b.fallback(ctx, key, l, n, err)
+	}
+	return d, nil
+}
+
+// failure is err unless it is an answer rather than a failure (a replayed
+// proof).
+func failure(err error) error {
+	if errors.Is(err, replay.ErrReplayed) {
+		return nil
+	}
+	return err
+}
+
+// admission is a replay claim and a rate-limit decision taken together.
+type admission struct {
+	claimErr error              // as Claim returns it
+	decision ratelimit.Decision // as AllowN returns it
+	limitErr error
+}
+
+// claimAllowN claims claimKey for ttl and takes n tokens from the bucket
+// bucketKey under l, in one pipelined round trip (two commands, on two
+// nodes at once for a Cluster), within one redis.timeout. The decision is
+// taken whatever the claim's outcome: a replayed proof costs its client
+// a token, which the auth-failure budget of the sender's address bounds.
+func (b *redisBackends) claimAllowN(ctx context.Context, claimKey string, ttl time.Duration, bucketKey string, l ratelimit.Limit, n int) admission {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	start := time.Now()
+	p := b.client.Pipeline()
+	claimed := b.replay.ClaimIn(ctx, p, claimKey, ttl)
+	decided := b.limits.AllowNIn(ctx, p, bucketKey, l, n)
+	p.Exec(ctx) // each command carries its own outcome, read below
+	a := admission{claimErr: claimed()}
+	a.decision, a.limitErr = decided()
+	b.metrics.observeRedis(opClaimDecision, time.Since(start), errors.Join(failure(a.claimErr), a.limitErr))
+	if a.limitErr != nil {
+		a.decision, a.limitErr = b.fallback(ctx, bucketKey, l, n, a.limitErr)
+	}
+	return a
+}
+
+// fallback answers for a decision Redis could not take, as
+// rate_limits.on_error says: this replica's own bucket (local), no
+// decision at all (fail_open: errNotLimited), or the error (fail_closed).
+func (b *redisBackends) fallback(ctx context.Context, key string, l ratelimit.Limit, n int, err error) (ratelimit.Decision, error) {
+	switch b.onError {
+	case config.FailLocal:
+		b.metrics.limiterLocal.Inc()
+		b.warnFallback("rate limiter: Redis failed, using this replica's buckets (on_error: local)", err)
+		return b.local.AllowN(ctx, key, l, n)
+	case config.FailOpen:
+		b.metrics.limiterFailOpen.Inc()
+		b.warnFallback("rate limiter: Redis failed, not limiting (on_error: fail_open)", err)
+		return ratelimit.Decision{}, errNotLimited
+	default:
+		return ratelimit.Decision{}, err
+	}
+}
+
+// warnFallback logs a warning at most once per warnEvery (the metrics
+// count every time). The error names the Redis address, never a
+// credential.
+func (b *redisBackends) warnFallback(msg string, err error) {
+	b.warn.Do(func() {
+		b.log.Warn(msg, "error", err.Error())
+	})
+}
+
+// acceptUnchecked counts a proof accepted without a replay check because
+// the store failed (replay.on_error: fail_open), and says so in the log at
+// most once per warnEvery.
+func (g *Gateway) acceptUnchecked(err error) {
+	g.metrics.replayFailOpen.Inc()
+	g.replayWarn.Do(func() {
+		g.log.Warn("replay store unavailable, accepting proofs unchecked (on_error: fail_open)", "error", err.Error())
+	})
+}
+
+// ping checks that Redis answers within redis.timeout: the server, or for
+// a Cluster every master.
+func (b *redisBackends) ping(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	defer cancel()
+	start := time.Now()
+	var err error
+	if c, ok := b.client.(*redis.ClusterClient); ok {
+		err = c.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			return m.Ping(ctx).Err()
+		})
+	} else {
+		err = b.client.Ping(ctx).Err()
+	}
+	b.metrics.observeRedis(opPing, time.Since(start), err)
+	return err
+}

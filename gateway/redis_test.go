@@ -1,0 +1,461 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dpopgate/dpopgate/replay/redistest"
+)
+
+// publicURL is the origin both replicas of a test serve: proofs are made
+// for it, so that any replica takes them, as behind a load balancer.
+const publicURL = "https://api.example.com"
+
+// clientBudget is the client tier's budget on the /api route of the Redis
+// tests: 100 an hour, so that nothing refills while a test runs on Redis's
+// real clock.
+const clientBudget = 100
+
+// newRedisEnv is a gateway with the replay store and the limiter on the
+// Redis that redisYAML (the body of the redis section) names, the failure
+// modes given, and a route /api that needs a token.
+func newRedisEnv(t *testing.T, redisYAML, replayOnError, limitsOnError string) *env {
+	t.Helper()
+	rateLimits := "  backend: redis\n  on_error: " + limitsOnError + "\n  auth_failures: {rate: 100/m}"
+	extra := `  - name: api
+    path_prefix: /api
+    upstream: %[2]s
+    auth: required
+    rate_limits: {client: 100/h}
+server:
+  public_url: ` + publicURL + `
+replay:
+  backend: redis
+  on_error: ` + replayOnError + `
+redis:
+` + redisYAML
+	return newEnvWith(t, rateLimits, extra)
+}
+
+// oneServer is the redis section for one server, with the default
+// timeout, 200ms.
+func oneServer(s *redistest.Server) string {
+	return "  url: " + s.URL() + "\n"
+}
+
+// oneServerPatient is oneServer with a 2s timeout, for tests whose
+// subject is not timing: 64 requests verifying ECDSA signatures at once
+// under the race detector, on two CPUs, can keep a goroutine off the CPU
+// for longer than 200ms between its deadline being set and its write.
+func oneServerPatient(s *redistest.Server) string {
+	return "  url: " + s.URL() + "\n  timeout: 2s\n"
+}
+
+// signed is a GET of path to e with token and a fresh proof for
+// publicURL+path.
+func (e *env) signed(path, token string) *http.Request {
+	e.t.Helper()
+	r := e.req("GET", path)
+	proof, err := e.key.Proof("GET", publicURL+path, token, "", e.clock.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	r.Header.Set("Authorization", "DPoP "+token)
+	r.Header.Set("DPoP", proof)
+	return r
+}
+
+// resend is a request to e with r's path and credentials: a replay.
+func (e *env) resend(r *http.Request) *http.Request {
+	return e.req(r.Method, r.URL.Path, "Authorization", r.Header.Get("Authorization"), "DPoP", r.Header.Get("DPoP"))
+}
+
+func isReplayed(res result) bool {
+	return res.status == 401 && res.err.Error == "invalid_dpop_proof" && strings.Contains(res.err.Description, "already been used")
+}
+
+// TestRedisReplayAcrossReplicas: a proof accepted by one replica is
+// refused by the other.
+func TestRedisReplayAcrossReplicas(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newRedisEnv(t, oneServer(srv), "fail_closed", "fail_closed")
+	b := a.replica()
+	r := a.signed("/api/x", a.token(nil))
+	if res := a.do(r); res.status != 200 {
+		t.Fatalf("first use, replica a: got %d %s, want 200", res.status, res.body)
+	}
+	if res := b.do(b.resend(r)); !isReplayed(res) {
+		t.Fatalf("replay, replica b: got %d %s, want 401 invalid_dpop_proof, already used", res.status, res.body)
+	}
+	if res := a.do(a.resend(r)); !isReplayed(res) {
+		t.Fatalf("replay, replica a: got %d %s, want 401 invalid_dpop_proof, already used", res.status, res.body)
+	}
+}
+
+// TestRedisConcurrentReplayAcrossReplicas: 64 copies of one proof, sent at
+// once and spread over two replicas, are accepted exactly once.
+func TestRedisConcurrentReplayAcrossReplicas(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newRedisEnv(t, oneServerPatient(srv), "fail_closed", "fail_closed")
+	envs := []*env{a, a.replica()}
+	token := a.token(nil)
+	r := a.signed("/api/x", token)
+	var wg sync.WaitGroup
+	var ok, replayed atomic.Int32
+	start := make(chan struct{})
+	for i := range 64 {
+		e := envs[i%2]
+		wg.Go(func() {
+			<-start
+			switch res := e.do(e.resend(r)); {
+			case res.status == 200:
+				ok.Add(1)
+			case isReplayed(res):
+				replayed.Add(1)
+			default:
+				t.Errorf("got %d %s", res.status, res.body)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if ok.Load() != 1 || replayed.Load() != 63 {
+		t.Fatalf("got %d accepted, %d refused as replays; want 1 and 63", ok.Load(), replayed.Load())
+	}
+	// The claim and the decision go to Redis together, so each copy took
+	// a token, the replays too: the documented cost of one round trip.
+	res := envs[1].do(envs[1].signed("/api/x", token))
+	if got, want := res.header.Get("X-RateLimit-Remaining"), "35"; res.status != 200 || got != want {
+		t.Fatalf("after the race: got %d, remaining %q, want 200 with %s left of %d (64 copies and this request taken)", res.status, got, want, clientBudget)
+	}
+}
+
+// TestRedisSharedBudget: a caller sending to two replicas in turn gets its
+// budget once, not once per replica: a client (claim and decision in one
+// pipelined round trip) and an anonymous caller (one decision).
+func TestRedisSharedBudget(t *testing.T) {
+	srv := redistest.Start(t)
+	a := newRedisEnv(t, oneServer(srv), "fail_closed", "fail_closed")
+	envs := []*env{a, a.replica()}
+	token := a.token(nil)
+	for _, tt := range []struct {
+		name   string
+		budget int
+		req    func(e *env) *http.Request
+	}{
+		{"ok/client", clientBudget, func(e *env) *http.Request { return e.signed("/api/x", token) }},
+		{"ok/anonymous", 5, func(e *env) *http.Request { return e.req("GET", "/public/x") }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			allowed := 0
+			for i := range 2*tt.budget + 2 {
+				e := envs[i%2]
+				res := e.do(tt.req(e))
+				if res.status == 429 {
+					break
+				}
+				if res.status != 200 {
+					t.Fatalf("request %d: got %d %s", i, res.status, res.body)
+				}
+				allowed++
+			}
+			if allowed != tt.budget {
+				t.Fatalf("got %d requests through two replicas, want the budget, %d", allowed, tt.budget)
+			}
+			// Both replicas now refuse.
+			for i, e := range envs {
+				if res := e.do(tt.req(e)); res.status != 429 {
+					t.Errorf("replica %d after the budget: got %d, want 429", i, res.status)
+				}
+			}
+		})
+	}
+}
+
+// TestRedisFailureModes: with Redis killed, each failure mode does what
+// the config says, no request waits much past redis.timeout, /readyz says
+// Redis is down; once Redis is back, the gateway uses it again by itself.
+func TestRedisFailureModes(t *testing.T) {
+	for _, tt := range []struct {
+		name           string
+		replay, limits string
+		dpop, anon     int  // status of a token request and an anonymous one while Redis is down
+		headers        bool // rate-limit headers while Redis is down
+	}{
+		{"fail_closed+fail_closed", "fail_closed", "fail_closed", 503, 503, false},
+		{"fail_open+fail_open", "fail_open", "fail_open", 200, 200, false},
+		{"fail_closed+local", "fail_closed", "local", 503, 200, true},
+		{"fail_open+local", "fail_open", "local", 200, 200, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srv := redistest.Start(t)
+			e := newRedisEnv(t, oneServer(srv), tt.replay, tt.limits)
+			token := e.token(nil)
+			rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+			defer rc.Close()
+			var slowest time.Duration
+			do := func(r *http.Request) result {
+				t.Helper()
+				start := time.Now()
+				res := e.do(r)
+				slowest = max(slowest, time.Since(start))
+				return res
+			}
+			if res := do(e.signed("/api/x", token)); res.status != 200 {
+				t.Fatalf("Redis up: got %d %s, want 200", res.status, res.body)
+			}
+
+			srv.Stop()
+			r := e.signed("/api/x", token)
+			res := do(r)
+			if res.status != tt.dpop || (res.status == 503 && res.err.Error != "temporarily_unavailable") {
+				t.Errorf("token request, Redis down: got %d %s, want %d", res.status, res.body, tt.dpop)
+			}
+			if tt.replay == "fail_open" {
+				// Accepted unchecked: a replay gets through too, which is
+				// what fail_open trades for availability.
+				if res := do(e.resend(r)); res.status != 200 {
+					t.Errorf("replay, Redis down, fail_open: got %d %s, want 200", res.status, res.body)
+				}
+			}
+			res = do(e.req("GET", "/public/x"))
+			if res.status != tt.anon || (res.header.Get("X-RateLimit-Limit") != "") != tt.headers {
+				t.Errorf("anonymous, Redis down: got %d with X-RateLimit-Limit %q, want %d, headers %v",
+					res.status, res.header.Get("X-RateLimit-Limit"), tt.anon, tt.headers)
+			}
+			if tt.limits == "local" {
+				// This replica's own bucket: the anonymous budget of 5
+				// holds while Redis is away.
+				allowed := 1
+				for ; allowed < 10 && do(e.req("GET", "/public/x")).status == 200; allowed++ {
+				}
+				if allowed != 5 {
+					t.Errorf("anonymous on local buckets: got %d through, want 5", allowed)
+				}
+			}
+			// Counted in /metrics: every failed call, and every request a
+			// failure mode decided.
+			m := scrape(t, e.gw.AdminHandler())
+			counted := func(series string, want bool, atLeast float64) {
+				t.Helper()
+				got := m[series]
+				if want && got < atLeast {
+					t.Errorf("%s: got %v, want at least %v", series, got, atLeast)
+				}
+				if !want && got != 0 {
+					t.Errorf("%s: got %v, want 0", series, got)
+				}
+			}
+			counted(`dpopgate_redis_errors_total{op="claim_decision"}`, true, 1)
+			counted(`dpopgate_redis_errors_total{op="decision"}`, true, 1)
+			counted("dpopgate_replay_fail_open_total{}", tt.replay == "fail_open", 2)
+			counted("dpopgate_rate_limit_local_fallback_total{}", tt.limits == "local", 6)
+			counted("dpopgate_rate_limit_fail_open_total{}", tt.limits == "fail_open", 2)
+			if status, check := readyz(t, e); status != 503 || check == "ok" || check == "" {
+				t.Errorf("readyz, Redis down: got %d, redis check %q, want 503 saying why", status, check)
+			}
+
+			srv.Restart()
+			recovered := func() bool {
+				r := e.signed("/api/x", token)
+				res := do(r)
+				if res.status != 200 || res.header.Get("X-RateLimit-Limit") == "" || !isReplayed(do(e.resend(r))) {
+					return false
+				}
+				// The decision is Redis's again: the client's bucket is there.
+				key := "dpopgate:rl:{api|client|" + e.iss.URL + "|agent-1}"
+				return rc.Exists(t.Context(), key).Val() == 1
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for !recovered() {
+				if time.Now().After(deadline) {
+					t.Fatalf("not recovered 10s after Redis came back")
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if status, check := readyz(t, e); status != 200 || check != "ok" {
+				t.Errorf("readyz, Redis back: got %d, redis check %q, want 200, ok", status, check)
+			}
+			// redis.timeout is 200ms, and a refused connection fails at once.
+			if slowest > 2*time.Second {
+				t.Errorf("slowest request: %v, want well under 2s", slowest)
+			}
+			t.Logf("slowest request: %v", slowest)
+		})
+	}
+}
+
+// TestRedisUnresponsive: a Redis that accepts connections but never
+// answers (paused: a partition, an overloaded server) costs a request at
+// most about redis.timeout, then the failure mode applies; when it answers
+// again, so does the gateway.
+func TestRedisUnresponsive(t *testing.T) {
+	srv := redistest.Start(t)
+	e := newRedisEnv(t, oneServer(srv), "fail_closed", "local")
+	token := e.token(nil)
+	if res := e.do(e.signed("/api/x", token)); res.status != 200 {
+		t.Fatalf("Redis up: got %d %s, want 200", res.status, res.body)
+	}
+	srv.Pause()
+	var slowest time.Duration
+	for i := range 4 {
+		start := time.Now()
+		dpop := e.do(e.signed("/api/x", token))
+		anon := e.do(e.req("GET", "/public/x"))
+		slowest = max(slowest, time.Since(start)/2)
+		if dpop.status != 503 || anon.status != 200 {
+			t.Errorf("request %d, Redis paused: got %d and %d, want 503 (fail_closed) and 200 (local)", i, dpop.status, anon.status)
+		}
+	}
+	if status, _ := readyz(t, e); status != 503 {
+		t.Errorf("readyz, Redis paused: got %d, want 503", status)
+	}
+	t.Logf("average of the slowest pair while paused: %v (redis.timeout 200ms)", slowest)
+	if slowest > 2*time.Second {
+		t.Errorf("requests took %v each, want about redis.timeout (200ms), well under 2s", slowest)
+	}
+	srv.Resume()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.do(e.signed("/api/x", token)).status != 200 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not recovered 10s after Redis answered again")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRedisCluster: both backends on a three-master Redis Cluster, shared
+// by two replicas.
+func TestRedisCluster(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	a := newRedisEnv(t, "  mode: cluster\n  addrs: ["+strings.Join(cl.Addrs(), ", ")+"]\n  timeout: 500ms\n", "fail_closed", "fail_closed")
+	b := a.replica()
+	token := a.token(nil)
+
+	r := a.signed("/api/x", token)
+	res := a.do(r)
+	if res.status != 200 || res.header.Get("X-RateLimit-Remaining") != "99" {
+		t.Fatalf("replica a: got %d %q %s, want 200 with 99 left", res.status, res.header.Get("X-RateLimit-Remaining"), res.body)
+	}
+	if res := b.do(b.resend(r)); !isReplayed(res) {
+		t.Fatalf("replay, replica b: got %d %s, want 401 already used", res.status, res.body)
+	}
+	// The replay took a token with its claim; this request takes the next.
+	if res := b.do(b.signed("/api/x", token)); res.status != 200 || res.header.Get("X-RateLimit-Remaining") != "97" {
+		t.Fatalf("replica b: got %d %q, want 200 with 97 left", res.status, res.header.Get("X-RateLimit-Remaining"))
+	}
+	allowed := 0
+	for i := range 12 {
+		e := []*env{a, b}[i%2]
+		if e.do(e.req("GET", "/public/x")).status == 200 {
+			allowed++
+		}
+	}
+	if allowed != 5 {
+		t.Fatalf("anonymous over two replicas: got %d through, want 5", allowed)
+	}
+	if status, check := readyz(t, a); status != 200 || check != "ok" {
+		t.Fatalf("readyz: got %d, redis check %q, want 200, ok", status, check)
+	}
+}
+
+// readyz returns the status of e's /readyz and its redis check.
+func readyz(t *testing.T, e *env) (int, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	e.gw.AdminHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+	var rd readiness
+	if err := json.Unmarshal(rec.Body.Bytes(), &rd); err != nil {
+		t.Fatalf("readyz body %q: %v", rec.Body, err)
+	}
+	return rec.Code, rd.Checks["redis"]
+}
+
+// countingHook counts the client's round trips: single commands and
+// pipelines, with the commands each pipeline carried.
+type countingHook struct {
+	mu        sync.Mutex
+	single    []string
+	pipelines [][]string
+}
+
+func (h *countingHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *countingHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.mu.Lock()
+		h.single = append(h.single, cmd.Name())
+		h.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+
+func (h *countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		var names []string
+		for _, c := range cmds {
+			names = append(names, c.Name())
+		}
+		h.mu.Lock()
+		h.pipelines = append(h.pipelines, names)
+		h.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+
+func (h *countingHook) take() (single []string, pipelines [][]string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	single, pipelines = h.single, h.pipelines
+	h.single, h.pipelines = nil, nil
+	return single, pipelines
+}
+
+// TestRedisOneRoundTrip: a DPoP request costs one round trip to Redis, its
+// replay claim and its rate-limit decision pipelined; an anonymous one
+// costs one decision; a bad token costs nothing (its budget is local).
+func TestRedisOneRoundTrip(t *testing.T) {
+	srv := redistest.Start(t)
+	e := newRedisEnv(t, oneServer(srv), "fail_closed", "fail_closed")
+	token := e.token(nil)
+	if res := e.do(e.signed("/api/x", token)); res.status != 200 { // loads the script
+		t.Fatalf("got %d %s, want 200", res.status, res.body)
+	}
+	h := &countingHook{}
+	e.gw.redis.client.AddHook(h)
+	for _, tt := range []struct {
+		name      string
+		req       *http.Request
+		status    int
+		single    string
+		pipelines string
+	}{
+		{"ok/dpop", e.signed("/api/x", token), 200, "[]", "[[set evalsha]]"},
+		{"ok/anonymous", e.req("GET", "/public/x"), 200, "[evalsha]", "[]"},
+		{"fail/bad token", e.req("GET", "/api/x", "Authorization", "DPoP not-a-token", "DPoP", "x"), 401, "[]", "[]"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if res := e.do(tt.req); res.status != tt.status {
+				t.Fatalf("got %d %s, want %d", res.status, res.body, tt.status)
+			}
+			single, pipelines := h.take()
+			if got := fmt.Sprint(single); got != tt.single {
+				t.Errorf("single commands: got %s, want %s", got, tt.single)
+			}
+			if got := fmt.Sprint(pipelines); got != tt.pipelines {
+				t.Errorf("pipelines: got %s, want %s", got, tt.pipelines)
+			}
+		})
+	}
+}
