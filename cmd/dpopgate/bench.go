@@ -293,7 +293,7 @@ func (r *rig) startGateway(ln net.Listener, issuer, upstream, replayBackend, lim
 	go gw.Run(ctx)
 	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 32 << 10}
 	go srv.Serve(ln)
-	r.stop = append(r.stop, func() { srv.Close(); cancel() })
+	r.stop = append(r.stop, func() { srv.Close(); cancel(); gw.Close() })
 	return gw, nil
 }
 

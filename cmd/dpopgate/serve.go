@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/dpopgate/dpopgate/config"
 	"github.com/dpopgate/dpopgate/gateway"
 )
@@ -33,10 +35,13 @@ func serve(ctx context.Context, args []string, getenv func(string) string, stdou
 		return err
 	}
 	log := newLogger(cfg.Log, stderr)
+	redis.SetLogger(redisLog{log})
 	gw, err := gateway.New(cfg, gateway.Options{Logger: log})
 	if err != nil {
 		return err
 	}
+	defer gw.Close() // after the servers have drained: Redis last
+
 	ln, err := net.Listen("tcp", cfg.Server.Listen)
 	if err != nil {
 		return err
