@@ -1,0 +1,103 @@
+package gateway
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dpopgate/dpopgate/config"
+	"github.com/dpopgate/dpopgate/ratelimit"
+	"github.com/dpopgate/dpopgate/replay"
+	"github.com/dpopgate/dpopgate/replay/redistest"
+)
+
+// newBenchBackends are both backends on the Redis at addr, with the client
+// options the config makes (200ms timeout, no retries).
+func newBenchBackends(tb testing.TB, addr string) *redisBackends {
+	tb.Helper()
+	o, err := config.Redis{URL: "redis://" + addr, Timeout: config.Duration(200 * time.Millisecond)}.UniversalOptions()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c := redis.NewUniversalClient(o)
+	tb.Cleanup(func() { c.Close() })
+	return &redisBackends{
+		client:  c,
+		timeout: 200 * time.Millisecond,
+		replay:  replay.NewRedis(c, "bench:"),
+		limits:  ratelimit.NewRedis(c, "bench:"),
+		onError: config.FailClosed,
+		metrics: newMetrics(&Gateway{}),
+	}
+}
+
+// BenchmarkRedisRoundTrip measures, against a local redis-server, one
+// replay claim, one rate-limit decision, and both pipelined as the gateway
+// sends them for a DPoP request. Each iteration also times a bare SET NX
+// round trip on the same client, right before the operation, so that both
+// see the same machine: bare-ns/op and op-ns/op are those two times, and
+// x-bare is their ratio (the target for the pipelined pair: 1.2 or less,
+// one round trip). ns/op counts both. Run it with:
+//
+//	go test -run '^$' -bench RedisRoundTrip -count 5 ./gateway/
+func BenchmarkRedisRoundTrip(b *testing.B) {
+	srv := redistest.Start(b)
+	be := newBenchBackends(b, srv.Addr())
+	ctx := context.Background()
+	// A bucket no run empties and that never refills to full, so that
+	// every decision is granted and written, the common case.
+	l := ratelimit.Limit{Count: 1, Period: time.Hour, Burst: 1 << 30}
+	if _, err := be.AllowN(ctx, "warm", l, 1); err != nil { // loads the script
+		b.Fatal(err)
+	}
+	run := 0
+	for _, op := range []struct {
+		name string
+		do   func(key string) error
+	}{
+		{"bare-SET-NX", func(key string) error {
+			return be.client.Do(ctx, "set", key, "1", "nx", "px", 60000).Err()
+		}},
+		{"claim", func(key string) error {
+			return be.Claim(ctx, key, time.Minute)
+		}},
+		{"decision", func(key string) error {
+			_, err := be.AllowN(ctx, "route|client|iss|agent", l, 1)
+			return err
+		}},
+		{"claim+decision-pipelined", func(key string) error {
+			a := be.claimAllowN(ctx, key, time.Minute, "route|client|iss|agent", l, 1)
+			if a.claimErr != nil {
+				return a.claimErr
+			}
+			return a.limitErr
+		}},
+	} {
+		b.Run(op.name, func(b *testing.B) {
+			run++
+			prefix := strconv.Itoa(run) + ":" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
+			var bareNs, opNs time.Duration
+			i := 0
+			for b.Loop() {
+				i++
+				key := prefix + strconv.Itoa(i)
+				t0 := time.Now()
+				if err := be.client.Do(ctx, "set", "bare:"+key, "1", "nx", "px", 60000).Err(); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				if err := op.do(key); err != nil {
+					b.Fatal(err)
+				}
+				bareNs += t1.Sub(t0)
+				opNs += time.Since(t1)
+			}
+			b.ReportMetric(float64(bareNs.Nanoseconds())/float64(b.N), "bare-ns/op")
+			b.ReportMetric(float64(opNs.Nanoseconds())/float64(b.N), "op-ns/op")
+			b.ReportMetric(float64(opNs)/float64(bareNs), "x-bare")
+		})
+	}
+}
