@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -30,8 +31,10 @@ type redisBackends struct {
 	timeout time.Duration
 	replay  *replay.Redis    // nil unless replay.backend is redis
 	limits  *ratelimit.Redis // nil unless rate_limits.backend is redis
-	// onError is rate_limits.on_error; local is its fallback for local.
-	onError string
+	// onError is rate_limits.on_error (nil: fail_closed), swapped by
+	// Reload; local is the fallback of local, there whatever onError says
+	// so that a reload can choose it.
+	onError atomic.Pointer[string]
 	local   *ratelimit.Memory
 	metrics *metrics
 	log     *slog.Logger
@@ -58,7 +61,6 @@ func (g *Gateway) useRedis(cfg *config.Config, opts Options) error {
 	b := &redisBackends{
 		client:  redis.NewUniversalClient(o),
 		timeout: time.Duration(cfg.Redis.Timeout),
-		onError: cfg.RateLimits.OnError,
 		metrics: g.metrics,
 		log:     g.log,
 		warn:    rate.Sometimes{Interval: warnEvery},
@@ -77,8 +79,16 @@ func (g *Gateway) useRedis(cfg *config.Config, opts Options) error {
 		// off Redis altogether.
 		g.authLimits = ratelimit.NewMemory(ratelimit.MemoryOptions{MaxKeys: cfg.RateLimits.MaxKeys, Clock: g.clock})
 	}
+	b.reload(cfg)
 	g.redis = b
 	return nil
+}
+
+// reload takes on the settings of cfg that a running gateway can change:
+// rate_limits.on_error. (The client's settings need a restart.)
+func (b *redisBackends) reload(cfg *config.Config) {
+	onError := cfg.RateLimits.OnError
+	b.onError.Store(&onError)
 }
 
 // Close releases the Redis connections, if the gateway has any. Call it
@@ -182,7 +192,11 @@ func (b *redisBackends) claimAllowN(ctx context.Context, claimKey string, ttl ti
 // rate_limits.on_error says: this replica's own bucket (local), no
 // decision at all (fail_open: errNotLimited), or the error (fail_closed).
 func (b *redisBackends) fallback(ctx context.Context, key string, l ratelimit.Limit, n int, err error) (ratelimit.Decision, error) {
-	switch b.onError {
+	mode := config.FailClosed
+	if p := b.onError.Load(); p != nil {
+		mode = *p
+	}
+	switch mode {
 	case config.FailLocal:
 		b.metrics.limiterLocal.Inc()
 		b.warnFallback("rate limiter: Redis failed, using this replica's buckets (on_error: local)", err)

@@ -29,7 +29,6 @@ func newBenchBackends(tb testing.TB, addr string) *redisBackends {
 		timeout: 200 * time.Millisecond,
 		replay:  replay.NewRedis(c, "bench:"),
 		limits:  ratelimit.NewRedis(c, "bench:"),
-		onError: config.FailClosed,
 		metrics: newMetrics(&Gateway{}),
 	}
 }

@@ -459,3 +459,32 @@ func TestRedisOneRoundTrip(t *testing.T) {
 		})
 	}
 }
+
+// TestRedisReloadOnError: rate_limits.on_error changes with a reload, as
+// replay.on_error does.
+func TestRedisReloadOnError(t *testing.T) {
+	srv := redistest.Start(t)
+	e := newRedisEnv(t, oneServer(srv), "fail_closed", "fail_closed")
+	srv.Stop()
+	for _, tt := range []struct {
+		onError string
+		status  int
+		headers bool
+	}{
+		{"fail_closed", 503, false},
+		{"fail_open", 200, false},
+		{"local", 200, true},
+		{"fail_closed", 503, false},
+	} {
+		next := *e.cfg
+		next.RateLimits.OnError = tt.onError
+		if err := e.gw.Reload(&next); err != nil {
+			t.Fatalf("Reload(on_error: %s): %v", tt.onError, err)
+		}
+		res := e.do(e.req("GET", "/public/x"))
+		if res.status != tt.status || (res.header.Get("X-RateLimit-Limit") != "") != tt.headers {
+			t.Errorf("on_error %s, Redis down: got %d with X-RateLimit-Limit %q, want %d, headers %v",
+				tt.onError, res.status, res.header.Get("X-RateLimit-Limit"), tt.status, tt.headers)
+		}
+	}
+}

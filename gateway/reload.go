@@ -24,6 +24,9 @@ func (g *Gateway) Reload(cfg *config.Config) error {
 		return err
 	}
 	g.snap.Store(s)
+	if g.redis != nil {
+		g.redis.reload(cfg)
+	}
 	// The old routes' transports take no new requests: let their idle
 	// connections go (busy ones finish first).
 	for _, rt := range old.routes {
