@@ -39,6 +39,7 @@ type redisBackends struct {
 	metrics *metrics
 	log     *slog.Logger
 	warn    rate.Sometimes // at most one fallback warning per warnEvery
+	batch   *redisBatch    // every call goes through it
 }
 
 // warnEvery is how often a failure-mode warning repeats during an outage:
@@ -80,6 +81,7 @@ func (g *Gateway) useRedis(cfg *config.Config, opts Options) error {
 		g.authLimits = ratelimit.NewMemory(ratelimit.MemoryOptions{MaxKeys: cfg.RateLimits.MaxKeys, Clock: g.clock})
 	}
 	b.reload(cfg)
+	b.batch = newRedisBatch(b)
 	g.redis = b
 	return nil
 }
@@ -98,6 +100,7 @@ func (g *Gateway) Close() error {
 	if g.redis == nil {
 		return nil
 	}
+	g.redis.batch.close()
 	return g.redis.client.Close()
 }
 
@@ -126,28 +129,20 @@ const (
 	opPing          = "ping"           // /readyz
 )
 
-// Claim is replay.Redis.Claim with the redis.timeout deadline.
+// Claim is replay.Redis.Claim within redis.timeout, batched with the
+// other requests' Redis work.
 func (b *redisBackends) Claim(ctx context.Context, key string, ttl time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, b.timeout)
-	defer cancel()
-	start := time.Now()
-	err := b.replay.Claim(ctx, key, ttl)
-	b.metrics.observeRedis(opClaim, time.Since(start), failure(err))
-	return err
+	return b.batch.do(ctx, &redisOp{claimKey: key, ttl: ttl}).claimErr
 }
 
-// AllowN is ratelimit.Redis.AllowN with the redis.timeout deadline and,
-// when Redis fails, rate_limits.on_error.
+// AllowN is ratelimit.Redis.AllowN within redis.timeout, batched with the
+// other requests' Redis work, and, when Redis fails, rate_limits.on_error.
 func (b *redisBackends) AllowN(ctx context.Context, key string, l ratelimit.Limit, n int) (ratelimit.Decision, error) {
-	ctx, cancel := context.WithTimeout(ctx, b.timeout)
-	defer cancel()
-	start := time.Now()
-	d, err := b.limits.AllowN(ctx, key, l, n)
-	b.metrics.observeRedis(opDecision, time.Since(start), err)
-	if err != nil {
-		return b.fallback(ctx, key, l, n, err)
+	r := b.batch.do(ctx, &redisOp{bucketKey: key, limit: l, n: n})
+	if r.limitErr != nil {
+		return b.fallback(ctx, key, l, n, r.limitErr)
 	}
-	return d, nil
+	return r.decision, nil
 }
 
 // failure is err unless it is an answer rather than a failure (a replayed
@@ -167,21 +162,13 @@ type admission struct {
 }
 
 // claimAllowN claims claimKey for ttl and takes n tokens from the bucket
-// bucketKey under l, in one pipelined round trip (two commands, on two
-// nodes at once for a Cluster), within one redis.timeout. The decision is
-// taken whatever the claim's outcome: a replayed proof costs its client
+// bucketKey under l, in one round trip (two commands of one pipeline, on
+// two nodes at once for a Cluster), within one redis.timeout. The decision
+// is taken whatever the claim's outcome: a replayed proof costs its client
 // a token, which the auth-failure budget of the sender's address bounds.
 func (b *redisBackends) claimAllowN(ctx context.Context, claimKey string, ttl time.Duration, bucketKey string, l ratelimit.Limit, n int) admission {
-	ctx, cancel := context.WithTimeout(ctx, b.timeout)
-	defer cancel()
-	start := time.Now()
-	p := b.client.Pipeline()
-	claimed := b.replay.ClaimIn(ctx, p, claimKey, ttl)
-	decided := b.limits.AllowNIn(ctx, p, bucketKey, l, n)
-	p.Exec(ctx) // each command carries its own outcome, read below
-	a := admission{claimErr: claimed()}
-	a.decision, a.limitErr = decided()
-	b.metrics.observeRedis(opClaimDecision, time.Since(start), errors.Join(failure(a.claimErr), a.limitErr))
+	r := b.batch.do(ctx, &redisOp{claimKey: claimKey, ttl: ttl, bucketKey: bucketKey, limit: l, n: n})
+	a := admission{claimErr: r.claimErr, decision: r.decision, limitErr: r.limitErr}
 	if a.limitErr != nil {
 		a.decision, a.limitErr = b.fallback(ctx, bucketKey, l, n, a.limitErr)
 	}

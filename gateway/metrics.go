@@ -25,6 +25,7 @@ type metrics struct {
 	introspections *prometheus.CounterVec   // issuer, result
 	redisErrors    *prometheus.CounterVec   // op
 	redisLatency   *prometheus.HistogramVec // op
+	redisBatch     prometheus.Histogram     // operations per pipeline
 	limiterLocal   prometheus.Counter
 	// limiterFailOpen counts requests let through undecided (on_error: fail_open).
 	limiterFailOpen prometheus.Counter
@@ -67,6 +68,10 @@ func newMetrics(g *Gateway) *metrics {
 	m.redisLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "dpopgate_redis_duration_seconds", Help: "Redis round trips, by operation.", Buckets: latencyBuckets,
 	}, []string{"op"})
+	m.redisBatch = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "dpopgate_redis_batch_size", Help: "Requests' Redis operations sent together in one pipeline.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128},
+	})
 	m.limiterLocal = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "dpopgate_rate_limit_local_fallback_total", Help: "Rate-limit decisions taken locally because Redis failed (on_error: local).",
 	})
@@ -74,7 +79,7 @@ func newMetrics(g *Gateway) *metrics {
 		Name: "dpopgate_rate_limit_fail_open_total", Help: "Requests let through without a rate-limit decision because Redis failed (on_error: fail_open).",
 	})
 	for _, c := range []prometheus.Collector{m.requests, m.duration, m.authFailures, m.replays, m.replayFailOpen,
-		m.rateLimited, m.jwksFetches, m.introspections, m.redisErrors, m.redisLatency, m.limiterLocal, m.limiterFailOpen,
+		m.rateLimited, m.jwksFetches, m.introspections, m.redisErrors, m.redisLatency, m.redisBatch, m.limiterLocal, m.limiterFailOpen,
 		keyCollector{g}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})} {
 		f(c)
 	}

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/dpopgate/dpopgate/ratelimit"
+	"github.com/dpopgate/dpopgate/replay"
 	"github.com/dpopgate/dpopgate/replay/redistest"
 )
 
@@ -442,7 +445,7 @@ func TestRedisOneRoundTrip(t *testing.T) {
 		pipelines string
 	}{
 		{"ok/dpop", e.signed("/api/x", token), 200, "[]", "[[set evalsha]]"},
-		{"ok/anonymous", e.req("GET", "/public/x"), 200, "[evalsha]", "[]"},
+		{"ok/anonymous", e.req("GET", "/public/x"), 200, "[]", "[[evalsha]]"},
 		{"fail/bad token", e.req("GET", "/api/x", "Authorization", "DPoP not-a-token", "DPoP", "x"), 401, "[]", "[]"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -486,5 +489,60 @@ func TestRedisReloadOnError(t *testing.T) {
 			t.Errorf("on_error %s, Redis down: got %d with X-RateLimit-Limit %q, want %d, headers %v",
 				tt.onError, res.status, res.header.Get("X-RateLimit-Limit"), tt.status, tt.headers)
 		}
+	}
+}
+
+// TestRedisBatch: concurrent requests' Redis work shares pipelines, each
+// request gets its own outcome, and a request that gave up is left out.
+func TestRedisBatch(t *testing.T) {
+	srv := redistest.Start(t)
+	e := newRedisEnv(t, oneServer(srv), "fail_closed", "fail_closed")
+	b := e.gw.redis
+	h := &countingHook{}
+	b.client.AddHook(h)
+	l := ratelimit.Limit{Count: 100, Period: time.Minute, Burst: 100}
+	var wg sync.WaitGroup
+	results := make([]admission, 64)
+	start := make(chan struct{})
+	for i := range results {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			<-start
+			results[i] = b.claimAllowN(context.Background(), fmt.Sprintf("claim-%d", i%32), time.Minute, "bucket", l, 1)
+		}(i)
+	}
+	close(start)
+	wg.Wait()
+	claimed, replayed, remaining := 0, 0, map[int]bool{}
+	for _, a := range results {
+		switch {
+		case a.claimErr == nil:
+			claimed++
+		case errors.Is(a.claimErr, replay.ErrReplayed):
+			replayed++
+		default:
+			t.Fatalf("claim: %v", a.claimErr)
+		}
+		if a.limitErr != nil || !a.decision.Allowed {
+			t.Fatalf("decision: %+v %v", a.decision, a.limitErr)
+		}
+		remaining[a.decision.Remaining] = true
+	}
+	if claimed != 32 || replayed != 32 || len(remaining) != 64 {
+		t.Fatalf("got %d claimed, %d replayed, %d distinct remainders; want 32, 32, 64", claimed, replayed, len(remaining))
+	}
+	_, pipelines := h.take()
+	if len(pipelines) >= 64 {
+		t.Fatalf("64 concurrent operations went in %d pipelines, want fewer", len(pipelines))
+	}
+	// A request that gave up before its turn claims nothing.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if a := b.claimAllowN(ctx, "never", time.Minute, "bucket", l, 1); a.claimErr == nil {
+		t.Fatalf("a cancelled request got a claim through")
+	}
+	if err := b.Claim(context.Background(), "never", time.Minute); err != nil {
+		t.Fatalf("the cancelled request's key was claimed: %v", err)
 	}
 }
