@@ -67,9 +67,20 @@ func writeLimitHeaders(h http.Header, tier string, l ratelimit.Limit, d ratelimi
 		reset = now
 	}
 	until := ceilSeconds(reset.Sub(now))
-	h.Set("X-RateLimit-Limit", strconv.Itoa(d.Limit))
-	h.Set("X-RateLimit-Remaining", strconv.Itoa(d.Remaining))
-	h.Set("X-RateLimit-Reset", strconv.FormatInt(now.Unix()+until, 10))
-	h.Set("RateLimit-Policy", `"`+tier+`";q=`+strconv.Itoa(l.Count)+";w="+strconv.FormatInt(ceilSeconds(l.Period), 10))
-	h.Set("RateLimit", `"`+tier+`";r=`+strconv.Itoa(d.Remaining)+";t="+strconv.FormatInt(until, 10))
+	remaining := strconv.Itoa(d.Remaining)
+	// One backing array for the five values, and the keys in canonical
+	// form (as http.Header.Set would make them), written directly: this
+	// runs on every answer.
+	v := [5]string{
+		strconv.Itoa(d.Limit),
+		remaining,
+		strconv.FormatInt(now.Unix()+until, 10),
+		`"` + tier + `";q=` + strconv.Itoa(l.Count) + ";w=" + strconv.FormatInt(ceilSeconds(l.Period), 10),
+		`"` + tier + `";r=` + remaining + ";t=" + strconv.FormatInt(until, 10),
+	}
+	h["X-Ratelimit-Limit"] = v[0:1:1]
+	h["X-Ratelimit-Remaining"] = v[1:2:2]
+	h["X-Ratelimit-Reset"] = v[2:3:3]
+	h["Ratelimit-Policy"] = v[3:4:4]
+	h["Ratelimit"] = v[4:5:5]
 }

@@ -39,6 +39,7 @@ import (
 type benchOpts struct {
 	scenarios   []string
 	duration    time.Duration
+	rounds      int
 	warmup      time.Duration
 	connections int
 	rate        string // "", "N" or "Fx" (a fraction of bare's closed-loop rate)
@@ -50,8 +51,9 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", stderr)
 	var o benchOpts
 	scenarios := fs.String("scenarios", "bare,anonymous,bearer,dpop,dpop-redis", "scenarios to run, comma-separated (bare is always run first)")
-	fs.DurationVar(&o.duration, "duration", 10*time.Second, "measured time per scenario")
-	fs.DurationVar(&o.warmup, "warmup", 2*time.Second, "unmeasured time before each scenario")
+	fs.DurationVar(&o.duration, "duration", 5*time.Second, "measured time per scenario and round")
+	fs.IntVar(&o.rounds, "rounds", 3, "rounds; each row is the median of its scenario's rounds")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured time before each scenario")
 	fs.IntVar(&o.connections, "connections", 32, "concurrent connections (closed loop)")
 	fs.StringVar(&o.rate, "rate", "", "open loop at a fixed rate: N req/s, or Fx for a fraction F of bare's closed-loop rate (e.g. 0.5x)")
 	fs.StringVar(&o.redisURL, "redis", "", "Redis for dpop-redis (default: start redis-server from PATH)")
@@ -80,48 +82,91 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer rig.close()
 
-	fmt.Fprintf(stdout, "dpopgate bench: %s, GOMAXPROCS=%d, %d connections, %s per scenario (+%s warm-up)",
-		runtime.Version(), runtime.GOMAXPROCS(0), o.connections, o.duration, o.warmup)
+	fmt.Fprintf(stdout, "dpopgate bench: %s, GOMAXPROCS=%d, GOGC=%s, %d connections, %d rounds of %s per scenario (+%s warm-up)",
+		runtime.Version(), runtime.GOMAXPROCS(0), gogc(), o.connections, o.rounds, o.duration, o.warmup)
 	if o.rate != "" {
 		fmt.Fprintf(stdout, ", open loop at %s", o.rate)
 	}
 	fmt.Fprintln(stdout)
-	var results []benchResult
-	var bare *benchResult
-	for _, name := range o.scenarios {
-		sc, err := rig.scenario(name)
-		if err != nil {
-			fmt.Fprintf(stderr, "%s: skipped: %v\n", name, err)
-			continue
-		}
-		rate := 0.0
-		if o.rate != "" {
-			if rate, err = parseRate(o.rate, bare); err != nil {
-				return err
+	// Rounds interleave the scenarios, so a noisy neighbour spreads over
+	// all of them; each row is the median of its rounds.
+	byName := map[string][]benchResult{}
+	var order []string
+	for round := 0; round < o.rounds; round++ {
+		var bare *benchResult
+		for _, name := range o.scenarios {
+			sc, err := rig.scenario(name)
+			if err != nil {
+				if round == 0 {
+					fmt.Fprintf(stderr, "%s: skipped: %v\n", name, err)
+				}
+				continue
 			}
-		}
-		if name == "bare" && strings.HasSuffix(o.rate, "x") {
-			rate = 0 // the reference: its closed-loop maximum
-		}
-		r, err := rig.run(ctx, sc, rate)
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		if name == "bare" {
-			bare = &r
-			if strings.HasSuffix(o.rate, "x") { // measure bare again at the asked fraction
-				fr, _ := parseRate(o.rate, bare)
-				if r2, err := rig.run(ctx, sc, fr); err == nil {
-					r2.name = "bare@" + o.rate
-					results = append(results, r)
-					r = r2
+			rate := 0.0
+			if o.rate != "" && !(name == "bare" && strings.HasSuffix(o.rate, "x")) {
+				if rate, err = parseRate(o.rate, bare); err != nil {
+					return err
 				}
 			}
+			r, err := rig.run(ctx, sc, rate)
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			if name == "bare" {
+				bare = &r
+				if strings.HasSuffix(o.rate, "x") {
+					// bare's closed-loop maximum was the reference; now
+					// bare itself at the asked fraction of it.
+					record(byName, &order, r)
+					fr, _ := parseRate(o.rate, bare)
+					if r, err = rig.run(ctx, sc, fr); err != nil {
+						return err
+					}
+					r.name = "bare@" + o.rate
+				}
+			}
+			record(byName, &order, r)
 		}
-		results = append(results, r)
+	}
+	var results []benchResult
+	for _, name := range order {
+		results = append(results, median(byName[name]))
 	}
 	printResults(stdout, results)
 	return nil
+}
+
+func record(m map[string][]benchResult, order *[]string, r benchResult) {
+	if _, ok := m[r.name]; !ok {
+		*order = append(*order, r.name)
+	}
+	m[r.name] = append(m[r.name], r)
+}
+
+// median merges the rounds of a scenario: the median req/s, every
+// latency, every answer.
+func median(rs []benchResult) benchResult {
+	out := benchResult{name: rs[0].name, statuses: map[int]int{}}
+	var rates []float64
+	for _, r := range rs {
+		rates = append(rates, r.rps)
+		out.latencies = append(out.latencies, r.latencies...)
+		for k, v := range r.statuses {
+			out.statuses[k] += v
+		}
+		out.errors += r.errors
+	}
+	slices.Sort(rates)
+	out.rps = rates[len(rates)/2]
+	slices.Sort(out.latencies)
+	return out
+}
+
+func gogc() string {
+	if v := os.Getenv("GOGC"); v != "" {
+		return v
+	}
+	return strconv.Itoa(defaultGOGC)
 }
 
 func parseRate(s string, bare *benchResult) (float64, error) {
