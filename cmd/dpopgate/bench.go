@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/dpopgate/dpopgate/config"
-	"github.com/dpopgate/dpopgate/gateway"
 	"github.com/dpopgate/dpopgate/gateway/devauth"
 	"github.com/dpopgate/dpopgate/gateway/dpopclient"
 )
@@ -44,6 +43,7 @@ type benchOpts struct {
 	connections int
 	rate        string // "", "N" or "Fx" (a fraction of bare's closed-loop rate)
 	redisURL    string
+	bareGOGC    string
 	cpuprofile  string
 }
 
@@ -57,6 +57,7 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.connections, "connections", 32, "concurrent connections (closed loop)")
 	fs.StringVar(&o.rate, "rate", "", "open loop at a fixed rate: N req/s, or Fx for a fraction F of bare's closed-loop rate (e.g. 0.5x)")
 	fs.StringVar(&o.redisURL, "redis", "", "Redis for dpop-redis (default: start redis-server from PATH)")
+	fs.StringVar(&o.bareGOGC, "bare-gogc", "100", "GOGC of the bare proxy's process (100: Go's default, as a plain proxy runs)")
 	fs.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run to `file`")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -82,8 +83,8 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer rig.close()
 
-	fmt.Fprintf(stdout, "dpopgate bench: %s, GOMAXPROCS=%d, GOGC=%s, %d connections, %d rounds of %s per scenario (+%s warm-up)",
-		runtime.Version(), runtime.GOMAXPROCS(0), gogc(), o.connections, o.rounds, o.duration, o.warmup)
+	fmt.Fprintf(stdout, "dpopgate bench: %s, %d CPUs, gateway GOGC=%s, bare proxy GOGC=%s, %d connections, %d rounds of %s per scenario (+%s warm-up)",
+		runtime.Version(), runtime.NumCPU(), gogc(), o.bareGOGC, o.connections, o.rounds, o.duration, o.warmup)
 	if o.rate != "" {
 		fmt.Fprintf(stdout, ", open loop at %s", o.rate)
 	}
@@ -218,7 +219,7 @@ func (r *rig) serveOn(h http.Handler) (string, error) {
 }
 
 const benchConfig = `
-server: {admin_listen: "off"}
+server: {listen: %[7]s, admin_listen: "off"}
 issuers:
   - issuer: %[1]s
     audiences: [%[2]s]
@@ -257,20 +258,21 @@ func startRig(ctx context.Context, o benchOpts, stderr io.Writer) (*rig, error) 
 	if err != nil {
 		return nil, err
 	}
-	target, _ := url.Parse(up)
-	bare := &httputil.ReverseProxy{
-		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() },
-		Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second},
-	}
-	if r.bareURL, err = r.serveOn(bare); err != nil {
-		return nil, err
-	}
-	// The gateway listener first: its URL is the tokens' audience.
-	gwLn, err := net.Listen("tcp", "127.0.0.1:0")
+	// The bare proxy and the gateways each run in a process of their own,
+	// as they would in production: their own GC, their own heap.
+	bareAddr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	r.gwURL = "http://" + gwLn.Addr().String()
+	r.bareURL = "http://" + bareAddr
+	if err := r.child([]string{"GOGC=" + o.bareGOGC}, bareAddr, "bench-bare", "--listen", bareAddr, "--upstream", up); err != nil {
+		return nil, err
+	}
+	gwAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	r.gwURL = "http://" + gwAddr // the tokens' audience
 	asLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -287,22 +289,19 @@ func startRig(ctx context.Context, o benchOpts, stderr io.Writer) (*rig, error) 
 	go asSrv.Serve(asLn)
 	r.stop = append(r.stop, func() { asSrv.Close() })
 
-	gw, err := r.startGateway(gwLn, issuer, up, "memory", "local", "")
-	if err != nil {
+	if err := r.startGateway(gwAddr, issuer, up, "memory", "local", ""); err != nil {
 		return nil, err
 	}
-	_ = gw
 	if slices.Contains(o.scenarios, "dpop-redis") {
 		if rurl, err := r.redis(o.redisURL); err != nil {
 			fmt.Fprintf(stderr, "dpop-redis: no Redis (%v)\n", err)
 		} else {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			addr, err := freeAddr()
 			if err != nil {
 				return nil, err
 			}
-			r.redisGW = "http://" + ln.Addr().String()
-			// Tokens name the first gateway as audience: both accept it.
-			if _, err := r.startGateway(ln, issuer, up, "redis", "redis", "redis: {url: \""+rurl+"\"}"); err != nil {
+			r.redisGW = "http://" + addr
+			if err := r.startGateway(addr, issuer, up, "redis", "redis", "redis: {url: \""+rurl+"\"}"); err != nil {
 				return nil, err
 			}
 		}
@@ -324,22 +323,89 @@ func startRig(ctx context.Context, o benchOpts, stderr io.Writer) (*rig, error) 
 	return r, nil
 }
 
-func (r *rig) startGateway(ln net.Listener, issuer, upstream, replayBackend, limitBackend, redisBlock string) (*gateway.Gateway, error) {
-	text := fmt.Sprintf(benchConfig, issuer, r.gwURL, replayBackend, limitBackend, redisBlock, upstream)
-	cfg, err := config.Parse("bench (built in)", []byte(text), nil)
+// freeAddr picks a loopback address nobody listens on (for a child to
+// take: the window between closing and the child's listen is harmless
+// on a bench machine).
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	gw, err := gateway.New(cfg, gateway.Options{})
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// startGateway runs `dpopgate serve` on addr with the bench config: its
+// default GC setting, its JSON access log (to /dev/null), as deployed.
+// Every token names the first gateway as audience, so both gateways take
+// the same tokens.
+func (r *rig) startGateway(addr, issuer, upstream, replayBackend, limitBackend, redisBlock string) error {
+	text := fmt.Sprintf(benchConfig, issuer, r.gwURL, replayBackend, limitBackend, redisBlock, upstream, addr)
+	if _, err := config.Parse("bench (built in)", []byte(text), nil); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp("", "dpopgate-bench-*.yaml")
 	if err != nil {
-		return nil, err
+		return err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	go gw.Run(ctx)
-	srv := &http.Server{Handler: gw, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 32 << 10}
-	go srv.Serve(ln)
-	r.stop = append(r.stop, func() { srv.Close(); cancel(); gw.Close() })
-	return gw, nil
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		return err
+	}
+	r.stop = append(r.stop, func() { os.Remove(f.Name()) })
+	return r.child(nil, addr, "serve", "--config", f.Name())
+}
+
+// child starts this program again with args and extra environment, stops
+// it when the rig closes, and waits until it accepts connections on addr.
+func (r *rig) child(env []string, addr string, args ...string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Env = append(os.Environ(), env...)
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	r.stop = append(r.stop, func() { cmd.Process.Signal(os.Interrupt); cmd.Wait() })
+	for i := 0; i < 250; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not start listening on %s", args[0], addr)
+}
+
+// benchBare is the baseline: a plain httputil.ReverseProxy with a tuned
+// Transport (the default one keeps 2 idle connections per host).
+func benchBare(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := newFlags("bench-bare", stderr)
+	listen := fs.String("listen", "127.0.0.1:0", "address")
+	upstream := fs.String("upstream", "", "upstream URL")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	target, err := url.Parse(*upstream)
+	if err != nil {
+		return err
+	}
+	bare := &httputil.ReverseProxy{
+		Rewrite:   func(pr *httputil.ProxyRequest) { pr.SetURL(target); pr.SetXForwarded() },
+		Transport: &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second},
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: bare, ReadHeaderTimeout: 10 * time.Second}
+	go func() { <-ctx.Done(); srv.Close() }()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 // redis returns a Redis URL: the given one, or a redis-server started here.
@@ -563,16 +629,23 @@ func (r *rig) run(ctx context.Context, sc scenario, rate float64) (benchResult, 
 			wg.Add(1)
 			go func() { defer wg.Done(); worker(due) }()
 		}
+		// Release every request that is due, then sleep a little: timers
+		// are coarse, and a due time, not a send time, starts each
+		// latency, so the dispatcher's own lag is counted too.
 		interval := time.Duration(float64(time.Second) / rate)
-		for k := 0; ; k++ {
-			t := start.Add(time.Duration(k) * interval)
-			if t.After(end) {
+		for k := 0; ; {
+			now := time.Now()
+			for ; ; k++ {
+				t := start.Add(time.Duration(k) * interval)
+				if t.After(now) || t.After(end) {
+					break
+				}
+				due <- t
+			}
+			if now.After(end) {
 				break
 			}
-			if d := time.Until(t); d > 0 {
-				time.Sleep(d)
-			}
-			due <- t
+			time.Sleep(200 * time.Microsecond)
 		}
 		close(due)
 	}

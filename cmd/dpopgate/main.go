@@ -76,6 +76,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return register(ctx, rest, stdout, stderr)
 	case "bench":
 		return bench(ctx, rest, stdout, stderr)
+	case "bench-bare": // a child of bench: the baseline proxy
+		return benchBare(ctx, rest, stderr)
 	case "check-config":
 		return checkConfig(rest, getenv, stdout, stderr)
 	case "version":
