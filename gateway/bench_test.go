@@ -1,16 +1,20 @@
 package gateway
 
 import (
+	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/dpopgate/dpopgate/ratelimit"
+	"github.com/dpopgate/dpopgate/replay"
 )
 
 // Benchmarks of the request path's parts and of a whole request through
@@ -143,3 +147,32 @@ func BenchmarkServeHTTPDPoP(b *testing.B) {
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// BenchmarkFootprint measures what 1,000,000 distinct anonymous client
+// addresses (one bucket each, in the local limiter) and 1,000,000 live
+// proof claims (in the memory replay store) hold together, as the heap in
+// use after a collection; it reports MB (the target: at most 300).
+func BenchmarkFootprint(b *testing.B) {
+	const n = 1_000_000
+	for b.Loop() {
+		before := heapAfterGC()
+		now := time.Now()
+		clock := func() time.Time { return now }
+		lim := ratelimit.NewMemory(ratelimit.MemoryOptions{MaxKeys: n, Clock: clock})
+		rep := replay.NewMemory(replay.MemoryOptions{MaxEntries: n, Clock: clock})
+		l := ratelimit.Limit{Count: 60, Period: time.Minute, Burst: 60}
+		ctx := context.Background()
+		for i := 0; i < n; i++ {
+			ip := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
+			lim.AllowN(ctx, bucketKey("public", "anonymous", nil, limitKey(ip)), l, 1)
+			rep.Claim(ctx, fmt.Sprintf("jti-%d", i), time.Minute)
+		}
+		after := heapAfterGC()
+		if lim.Len() < n*99/100 || rep.Len() < n*99/100 {
+			b.Fatalf("held %d buckets and %d claims, want about %d each", lim.Len(), rep.Len(), n)
+		}
+		b.ReportMetric(float64(after-before)/1e6, "MB")
+		runtime.KeepAlive(lim)
+		runtime.KeepAlive(rep)
+	}
+}

@@ -114,7 +114,8 @@ func bench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			if name == "bare" {
-				bare = &r
+				closed := r
+				bare = &closed
 				if strings.HasSuffix(o.rate, "x") {
 					// bare's closed-loop maximum was the reference; now
 					// bare itself at the asked fraction of it.
