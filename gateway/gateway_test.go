@@ -376,13 +376,14 @@ func TestConcurrentReplay(t *testing.T) {
 	}
 }
 
-// TestKeysUnavailable: with the issuer down from the start, token routes
-// answer 503 temporarily_unavailable, anonymous traffic is served, and
-// /readyz says why.
+// TestKeysUnavailable: with the issuer's server stopped from the start,
+// token routes answer 503 temporarily_unavailable, anonymous traffic is
+// served, and /readyz says why; once the issuer is started the keys load.
 func TestKeysUnavailable(t *testing.T) {
 	e := newEnv(t, "")
-	e.iss.Down.Store(true)
-	res := e.do(e.dpop(e.req("GET", "/tools/x"), e.token(nil)))
+	tok := e.token(nil)
+	e.iss.Stop()
+	res := e.do(e.dpop(e.req("GET", "/tools/x"), tok))
 	if res.status != 503 || res.err.Error != "temporarily_unavailable" || res.header.Get("Cache-Control") != "no-store" {
 		t.Fatalf("got %d %s, want 503 temporarily_unavailable", res.status, res.body)
 	}
@@ -391,13 +392,24 @@ func TestKeysUnavailable(t *testing.T) {
 	}
 	admin := httptest.NewServer(e.gw.AdminHandler())
 	defer admin.Close()
-	resp, err := http.Get(admin.URL + "/readyz")
-	if err != nil {
-		t.Fatal(err)
+	ready := func() int {
+		resp, err := http.Get(admin.URL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
 	}
-	resp.Body.Close()
-	if resp.StatusCode != 503 {
-		t.Fatalf("readyz: got %d, want 503 while no keys are loaded", resp.StatusCode)
+	if got := ready(); got != 503 {
+		t.Fatalf("readyz: got %d, want 503 while no keys are loaded", got)
+	}
+	e.iss.Restart(t)
+	e.clock.Advance(6 * time.Second) // past min_refresh_interval
+	if res := e.do(e.dpop(e.req("GET", "/tools/x"), tok)); res.status != 200 {
+		t.Fatalf("issuer back: got %d %s, want 200", res.status, res.body)
+	}
+	if got := ready(); got != 200 {
+		t.Fatalf("readyz: got %d, want 200 once the keys are loaded", got)
 	}
 }
 

@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -19,11 +20,10 @@ import (
 )
 
 // devIssuer is the development authorization server on httptest, with a
-// count of introspection calls and a switch that takes the endpoint down.
+// count of introspection calls.
 type devIssuer struct {
 	*httptest.Server
 	introspections atomic.Int32
-	down           atomic.Bool
 }
 
 func newDevIssuer(t *testing.T, audience string) *devIssuer {
@@ -42,10 +42,6 @@ func newDevIssuer(t *testing.T, audience string) *devIssuer {
 	d.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/introspect" {
 			d.introspections.Add(1)
-			if d.down.Load() {
-				http.Error(w, "down", http.StatusServiceUnavailable)
-				return
-			}
 		}
 		as.ServeHTTP(w, r)
 	})
@@ -73,6 +69,21 @@ func (d *devIssuer) token(t *testing.T, client, secret string, key *dpopclient.K
 		t.Fatalf("no token for %s: %d", client, resp.StatusCode)
 	}
 	return tr.AccessToken
+}
+
+// stop shuts the server: connections are refused until restart.
+func (d *devIssuer) stop() { d.Server.Close() }
+
+// restart serves the same authorization server (same keys, same tokens)
+// again on the same address.
+func (d *devIssuer) restart(t *testing.T) {
+	ln, err := net.Listen("tcp", strings.TrimPrefix(d.URL, "http://"))
+	if err != nil {
+		t.Fatalf("restarting the issuer: %v", err)
+	}
+	h := d.Config.Handler
+	d.Server = &httptest.Server{Listener: ln, Config: &http.Server{Handler: h}}
+	d.Server.Start()
 }
 
 func (d *devIssuer) revoke(t *testing.T, client, secret, token string) {
@@ -200,8 +211,9 @@ func TestIntrospectionSingleFlight(t *testing.T) {
 	}
 }
 
-// TestIntrospectionDown: with the endpoint stopped, a cached token keeps
-// working and a new one gets 503, never a pass.
+// TestIntrospectionDown: with the authorization server stopped, a cached
+// token keeps working and a new one gets 503, never a pass; once it is
+// started again the new token works.
 func TestIntrospectionDown(t *testing.T) {
 	e, d := newIntrospectEnv(t)
 	cached := d.token(t, "opaque-agent", "opaque-secret", e.key)
@@ -209,7 +221,7 @@ func TestIntrospectionDown(t *testing.T) {
 	if res := e.do(e.dpop(e.req("GET", "/jwt/x"), cached)); res.status != 200 {
 		t.Fatalf("got %d", res.status)
 	}
-	d.down.Store(true)
+	d.stop()
 	if res := e.do(e.dpop(e.req("GET", "/jwt/x"), cached)); res.status != 200 {
 		t.Fatalf("cached token, endpoint down: got %d %s, want 200", res.status, res.body)
 	}
@@ -217,7 +229,7 @@ func TestIntrospectionDown(t *testing.T) {
 	if res.status != 503 || res.err.Error != "temporarily_unavailable" {
 		t.Fatalf("new token, endpoint down: got %d %s, want 503", res.status, res.body)
 	}
-	d.down.Store(false)
+	d.restart(t)
 	if res := e.do(e.dpop(e.req("GET", "/jwt/x"), fresh)); res.status != 200 {
 		t.Fatalf("endpoint back: got %d %s, want 200", res.status, res.body)
 	}

@@ -10,8 +10,10 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,6 +32,7 @@ const Audience = "https://api.example.com"
 type Issuer struct {
 	URL     string
 	Server  *httptest.Server
+	handler http.Handler
 	key     jwk.Key
 	Fetches atomic.Int32 // JWKS requests
 	Down    atomic.Bool  // answer 503 to everything
@@ -68,10 +71,25 @@ func NewIssuer(t testing.TB) *Issuer {
 		set.AddKey(pub)
 		writeJSON(w, set)
 	})
+	iss.handler = mux
 	iss.Server = httptest.NewServer(mux)
 	iss.URL = iss.Server.URL
-	t.Cleanup(iss.Server.Close)
+	t.Cleanup(func() { iss.Server.Close() })
 	return iss
+}
+
+// Stop shuts the issuer's server: connections are refused until Restart.
+func (iss *Issuer) Stop() { iss.Server.Close() }
+
+// Restart serves the issuer again on the same address, with the same keys.
+func (iss *Issuer) Restart(t testing.TB) {
+	t.Helper()
+	ln, err := net.Listen("tcp", strings.TrimPrefix(iss.URL, "http://"))
+	if err != nil {
+		t.Fatalf("restarting the issuer: %v", err)
+	}
+	iss.Server = &httptest.Server{Listener: ln, Config: &http.Server{Handler: iss.handler}}
+	iss.Server.Start()
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
