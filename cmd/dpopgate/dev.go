@@ -86,7 +86,7 @@ const devBanner = `
     /account/... DPoP-bound token, checked at the issuer on every call (introspection: revocation shows within 5s)
   authorization server  {{.Issuer}}   (RFC 8414 metadata, JWKS, token, RFC 7591 registration,
                         RFC 7662 introspection, RFC 7009 revocation)
-  admin                 {{.AdminURL}}   (/healthz, /readyz)
+  admin                 {{.AdminURL}}   (/healthz, /readyz, /metrics, /usage)
 
   preset clients (client_credentials; secret = id + "-secret"):
     agent            tier client    scopes: tools:call listings:read
