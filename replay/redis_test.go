@@ -21,7 +21,7 @@ func redisHarness(c redis.UniversalClient) func(t *testing.T, maxEntries int) ha
 		if maxEntries != 0 {
 			t.Skip("Redis bounds its memory with maxmemory, not a key count: it never answers ErrFull")
 		}
-		return harness{store: NewRedis(c, fmt.Sprintf("case%d:", cases.Add(1))), advance: time.Sleep}
+		return harness{store: NewRedis(c, fmt.Sprintf("case%d:", cases.Add(1))), advance: time.Sleep, scale: 10}
 	}
 }
 
