@@ -47,7 +47,7 @@ func BenchmarkTokenVerifyCold(b *testing.B) {
 	sum := sha256.Sum256([]byte(token))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := v.verifyToken(bg, token, sum, testNow); err != nil {
+		if _, err := v.verifyToken(bg, token, sum, nil, testNow); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -59,7 +59,7 @@ func BenchmarkTokenVerifyCached(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		sum := sha256.Sum256([]byte(token))
-		if _, err := v.verifyToken(bg, token, sum, testNow); err != nil {
+		if _, err := v.verifyToken(bg, token, sum, nil, testNow); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,10 +39,15 @@ type IntrospectionOptions struct {
 }
 
 // introspectOpaque asks the issuers that introspect, in config order, about
-// a token that is not a JWT; the first that knows it as active wins.
-func (v *Verifier) introspectOpaque(ctx context.Context, token string, sum [32]byte, now time.Time) (*Principal, error) {
-	var last error
+// a token that is not a JWT; the first that knows it as active wins. Only
+// the allowed issuers (nil: all) see the token: an issuer learns nothing
+// of another's tokens from a route that does not take that issuer.
+func (v *Verifier) introspectOpaque(ctx context.Context, token string, sum [32]byte, allowed []string, now time.Time) (*Principal, error) {
+	last := error(tokenError(ReasonMalformedToken, "not a JWT, and no issuer this route takes can introspect it"))
 	for _, iss := range v.introspecting {
+		if allowed != nil && !slices.Contains(allowed, iss.name) {
+			continue
+		}
 		p, err := iss.intro.check(ctx, v, iss, token, sum, now)
 		if err == nil {
 			return p, nil

@@ -275,3 +275,51 @@ func TestIntrospectionPrivateKeyJWT(t *testing.T) {
 		t.Fatalf("got %v, want success with a private_key_jwt assertion", err)
 	}
 }
+
+// TestIntrospectionRefusalPerRequest: a cached refusal is shared by every
+// request with that token, and each still gets its own challenge scheme
+// (and no data race: run with -race).
+func TestIntrospectionRefusalPerRequest(t *testing.T) {
+	ti := newTestIssuer(t)
+	srv := newIntrospectionServer(t) // unknown tokens are inactive
+	v := introspectingVerifier(t, ti, srv)
+	req := func(scheme string) Request {
+		return Request{Method: "GET", URL: testURL, Authorization: []string{scheme + " opaque-revoked"}, DPoP: []string{"x.y.z"}, Now: testNow}
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		for _, scheme := range []string{"Bearer", "DPoP"} {
+			wg.Add(1)
+			go func(scheme string) {
+				defer wg.Done()
+				_, err := v.Verify(bg, req(scheme))
+				if e := AsError(err); e == nil || e.Scheme != scheme || e.Reason != ReasonInactive {
+					t.Errorf("%s request: got %v (scheme %q), want inactive in its own scheme", scheme, err, e.Scheme)
+				}
+			}(scheme)
+		}
+	}
+	wg.Wait()
+}
+
+// TestIntrospectionOnlyAtAllowedIssuers: an opaque token is shown only to
+// the issuers the route accepts, never to every issuer that introspects.
+func TestIntrospectionOnlyAtAllowedIssuers(t *testing.T) {
+	a, b := newTestIssuer(t), newTestIssuer(t)
+	sa, sb := newIntrospectionServer(t), newIntrospectionServer(t)
+	v2 := newTestVerifier(t, a, func(o *Options) {
+		o.Issuers[0].Introspection = &IntrospectionOptions{Endpoint: sa.URL, ClientID: "gateway", ClientSecret: "gw/secret", CacheTTL: time.Minute}
+		o.Issuers = append(o.Issuers, IssuerOptions{Issuer: b.URL, Audiences: []string{"https://api.example.com"}, Algorithms: []string{"ES256"},
+			Introspection: &IntrospectionOptions{Endpoint: sb.URL, ClientID: "gateway", ClientSecret: "gw/secret", CacheTTL: time.Minute}})
+	})
+	sb.set("opaque-of-b", activeAnswer(b, "", testNow))
+	_, err := v2.Verify(bg, Request{Method: "GET", URL: testURL, Authorization: []string{"Bearer opaque-of-b"},
+		Issuers: []string{a.URL}, Now: testNow})
+	wantCode(t, err, InvalidToken, ReasonInactive)
+	if sb.calls.Load() != 0 || sa.calls.Load() != 1 {
+		t.Fatalf("got %d calls to a, %d to b; want the token shown to a only", sa.calls.Load(), sb.calls.Load())
+	}
+	if _, err := v2.Verify(bg, Request{Method: "GET", URL: testURL, Authorization: []string{"Bearer opaque-of-b"}, Now: testNow}); err != nil {
+		t.Fatalf("a route that takes every issuer: got %v, want b's answer", err)
+	}
+}

@@ -90,8 +90,10 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 
 // verifyToken checks a JWT access token as RFC 9068 §4 asks, from the
 // cheapest check to the signature and then the claims, and returns its
-// principal. A verified token is cached (by SHA-256) until its exp.
-func (v *Verifier) verifyToken(ctx context.Context, raw string, sum [32]byte, now time.Time) (*Principal, error) {
+// principal. A verified token is cached (by SHA-256) until its exp. A
+// token that is not a JWT is introspected at the allowed issuers (nil:
+// all) that can.
+func (v *Verifier) verifyToken(ctx context.Context, raw string, sum [32]byte, allowed []string, now time.Time) (*Principal, error) {
 	if p, ok := v.tokens.get(sum, now); ok {
 		return p, nil
 	}
@@ -107,7 +109,7 @@ func (v *Verifier) verifyToken(ctx context.Context, raw string, sum [32]byte, no
 	if err != nil || h.Alg == "" {
 		// Not a JWT: an opaque token, for the issuers that introspect.
 		if len(v.introspecting) > 0 {
-			return v.introspectOpaque(ctx, raw, sum, now)
+			return v.introspectOpaque(ctx, raw, sum, allowed, now)
 		}
 		return nil, tokenError(ReasonMalformedToken, "not a JWS compact serialisation with a JSON header and payload")
 	}

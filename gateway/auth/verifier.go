@@ -184,7 +184,10 @@ type Request struct {
 	// Introspect asks the issuer about every token (RFC 7662), JWTs
 	// included, so a revoked token is refused before its exp.
 	Introspect bool
-	Now        time.Time
+	// Issuers, when set, are the issuers the route accepts: an opaque
+	// token is shown to their introspection endpoints only.
+	Issuers []string
+	Now     time.Time
 }
 
 // Result is what Verify established. A request without Authorization is
@@ -206,7 +209,10 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (Result, error) {
 	}
 	fail := func(err error) (Result, error) {
 		if e := AsError(err); e != nil && e.Scheme == "" {
-			e.Scheme = scheme
+			// A copy: the error may be shared (a cached refusal).
+			c := *e
+			c.Scheme = scheme
+			err = &c
 		}
 		return Result{Scheme: scheme}, err
 	}
@@ -226,7 +232,7 @@ func (v *Verifier) Verify(ctx context.Context, req Request) (Result, error) {
 		}
 	}
 	sum := sha256.Sum256([]byte(token))
-	p, err := v.verifyToken(ctx, token, sum, req.Now)
+	p, err := v.verifyToken(ctx, token, sum, req.Issuers, req.Now)
 	if err == nil && req.Introspect && !p.Introspected {
 		p, err = v.introspectJWT(ctx, p, token, sum, req.Now)
 	}
