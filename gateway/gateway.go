@@ -119,6 +119,7 @@ type exchange struct {
 	id            string
 	start         time.Time
 	peerTrusted   bool
+	preflight     bool // a CORS preflight on a route with cors: answered without a token
 	route         *route
 	ip            netip.Addr
 	target        target
@@ -165,7 +166,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(rw, s, x, ans)
 		return
 	}
-	if x.route.cors != nil && isPreflight(r) {
+	if x.preflight {
 		x.route.cors.preflight(rw, r)
 		return
 	}
@@ -179,23 +180,25 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // principal, tier and rate-limit decision; otherwise the answer says why.
 func (g *Gateway) admit(ctx context.Context, s *snapshot, x *exchange, r *http.Request) *answer {
 	t := x.target
-	// 1. Route.
-	if hasDotSegment(t.path) {
-		return newAnswer(string(auth.InvalidRequest), "dot_segment", errors.New("path has dot segments"))
+	// 1. Route, on a path every upstream reads the same way.
+	if reason := pathProblem(t.path); reason != "" {
+		return newAnswer(string(auth.InvalidRequest), reason, errors.New("ambiguous path"))
 	}
-	method := t.method
-	preflight := isPreflight(r)
-	if preflight {
-		method = r.Header.Get("Access-Control-Request-Method")
+	// A CORS preflight never needs a token (its very purpose is to ask
+	// before sending one), but only a route with cors answers one: on any
+	// other route an OPTIONS is an ordinary request.
+	if isPreflight(r) {
+		rt := s.routes.match(t.host, t.path, r.Header.Get("Access-Control-Request-Method"))
+		if rt != nil && rt.cors != nil {
+			x.route, x.preflight = rt, true
+			return nil
+		}
 	}
-	x.route = s.routes.match(t.host, t.path, method)
+	x.route = s.routes.match(t.host, t.path, t.method)
 	if x.route == nil {
 		return newAnswer(codeNotFound, "no_route", errNoRoute)
 	}
 	rt := x.route
-	if preflight {
-		return nil // never needs a token
-	}
 	// 3. Credentials come in headers only (RFC 9449 and OAuth 2.1 §5.1.2).
 	if tokenInQuery(t.rawQuery) || tokenInForm(r) {
 		return newAnswer(string(auth.InvalidRequest), "token_in_query", errors.New("access_token outside the Authorization header"))
@@ -213,6 +216,7 @@ func (g *Gateway) admit(ctx context.Context, s *snapshot, x *exchange, r *http.R
 			DPoP:          proofs,
 			RequireDPoP:   rt.requireDPoP,
 			Introspect:    rt.introspect,
+			Issuers:       rt.issuerList,
 			Now:           x.start,
 		})
 		if err != nil {
@@ -232,14 +236,12 @@ func (g *Gateway) admit(ctx context.Context, s *snapshot, x *exchange, r *http.R
 			return &answer{code: string(auth.InsufficientScope), status: http.StatusForbidden, reason: "insufficient_scope",
 				scheme: res.Scheme, scope: rt.scope}
 		}
-		// 5, last: the proof is claimed once every other check passed.
-		if res.Proof != nil {
-			if ans := g.claim(ctx, s, x, res.Proof); ans != nil {
-				g.countAuthFailure(ctx, s, x)
-				return ans
-			}
-		}
 		x.nonce = s.verifier.Nonce(x.start)
+		if res.Proof != nil {
+			// 5 and 7: the proof is claimed once every other check
+			// passed, the rate limit included.
+			return g.admitProof(ctx, s, x, res.Proof)
+		}
 	}
 	if x.principal == nil && rt.auth == authRequired {
 		return &answer{code: string(auth.InvalidToken), status: http.StatusUnauthorized, reason: "missing_token"}
@@ -248,23 +250,37 @@ func (g *Gateway) admit(ctx context.Context, s *snapshot, x *exchange, r *http.R
 	return g.limit(ctx, s, x)
 }
 
-// claim records the proof's (jkt, jti) in the replay store, so that it is
-// accepted once across every replica sharing the store. When the store and
-// the limiter share Redis, it takes the request's rate-limit decision in
-// the same round trip, for limit to use.
-func (g *Gateway) claim(ctx context.Context, s *snapshot, x *exchange, p *auth.Proof) *answer {
-	var err error
-	if x.admitted = g.claimAndLimit(ctx, s, x, p); x.admitted != nil {
-		err = x.admitted.claimErr
-	} else {
-		err = g.replay.Claim(ctx, p.ReplayKey, s.verifier.ReplayTTL())
+// admitProof takes the rate-limit decision and claims the proof, recording
+// its (jkt, jti) in the replay store so that it is accepted once across
+// every replica sharing the store: in one round trip when both backends
+// are on Redis, otherwise the decision first, so that requests refused for
+// their rate do not fill the replay store.
+func (g *Gateway) admitProof(ctx context.Context, s *snapshot, x *exchange, p *auth.Proof) *answer {
+	if x.admitted = g.claimAndLimit(ctx, s, x, p); x.admitted == nil {
+		if ans := g.limit(ctx, s, x); ans != nil {
+			return ans
+		}
+		return g.claimed(ctx, s, x, g.replay.Claim(ctx, p.ReplayKey, s.verifier.ReplayTTL()))
 	}
+	if ans := g.claimed(ctx, s, x, x.admitted.claimErr); ans != nil {
+		return ans
+	}
+	return g.limit(ctx, s, x)
+}
+
+// claimed turns the outcome of a replay claim into an answer: a replayed
+// proof is refused; a store that failed is handled as replay.on_error says;
+// a store that is full (or a Redis queue that is) never lets a proof
+// through unchecked, whatever on_error says, since anyone able to fill it
+// could then replay at will.
+func (g *Gateway) claimed(ctx context.Context, s *snapshot, x *exchange, err error) *answer {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, replay.ErrReplayed):
+		g.countAuthFailure(ctx, s, x)
 		return &answer{code: string(auth.InvalidDPoPProof), status: http.StatusUnauthorized, reason: string(auth.ReasonReplayed), scheme: "DPoP"}
-	case s.replayFailOpen:
+	case s.replayFailOpen && !errors.Is(err, replay.ErrFull) && !errors.Is(err, errRedisBusy):
 		g.acceptUnchecked(err)
 		return nil
 	default:

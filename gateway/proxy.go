@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -60,9 +61,16 @@ func (g *Gateway) rewrite(rt *route, pr *httputil.ProxyRequest) {
 	h.Del("Authorization")
 	h.Del("DPoP")
 	for k := range h {
-		if len(k) > 7 && strings.EqualFold(k[:7], "X-Auth-") {
+		// Identity fields are the gateway's to write, in any spelling:
+		// CGI-style servers read X_Auth_Subject as X-Auth-Subject.
+		if len(k) > 7 && strings.EqualFold(strings.ReplaceAll(k[:7], "_", "-"), "X-Auth-") {
 			delete(h, k)
 		}
+	}
+	// A method override would let a request that passed as one method act
+	// as another upstream (routes match on the method).
+	for _, k := range methodOverrides {
+		delete(h, k)
 	}
 	// X-Forwarded-For: the trusted chain, then the peer. SetXForwarded
 	// appends the peer to whatever X-Forwarded-For Out already holds.
@@ -72,8 +80,12 @@ func (g *Gateway) rewrite(rt *route, pr *httputil.ProxyRequest) {
 		}
 	}
 	pr.SetXForwarded()
+	delete(h, "X-Real-Ip")
 	if x == nil {
 		return
+	}
+	if x.ip.IsValid() {
+		h["X-Real-Ip"] = []string{x.ip.String()}
 	}
 	if scheme, host, ok := strings.Cut(x.target.origin, "://"); ok {
 		h.Set("X-Forwarded-Proto", scheme)
@@ -100,6 +112,10 @@ func setIdentity(h http.Header, x *exchange) {
 		}
 	}
 }
+
+// methodOverrides are the (canonical) names frameworks read a method
+// override from.
+var methodOverrides = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
 
 // stripPrefix removes the route prefix from the path, keeping a leading /.
 func stripPrefix(u *url.URL, prefix string) {
@@ -169,6 +185,12 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	if !x.upstreamStart.IsZero() {
 		x.upstream = g.clock().Sub(x.upstreamStart)
+	}
+	// The cause goes to the log: keep the operation and the error, not the
+	// upstream URL, which may carry the client's query string.
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = fmt.Errorf("%s upstream: %w", ue.Op, ue.Err)
 	}
 	g.refuse(w, s, x, newAnswer(code, code, err))
 }

@@ -34,6 +34,7 @@ type route struct {
 	scopes      []string
 	scope       string          // scopes space-separated, for challenges
 	issuers     map[string]bool // nil: every configured issuer
+	issuerList  []string        // the same, as a list for auth.Request
 	introspect  bool
 	limits      map[string]ratelimit.Limit // tier -> limit, overrides applied
 	timeout     time.Duration
@@ -84,12 +85,15 @@ func prefixMatches(prefix, path string) bool {
 	return len(path) == len(prefix) || strings.HasSuffix(prefix, "/") || path[len(prefix)] == '/'
 }
 
-// hostMatches compares a route's host with a request's Host, ignoring case,
-// and ignoring the request's port when the route names none.
+// hostMatches compares a route's host with a request's Host, ignoring case
+// and a trailing dot, and ignoring the request's port when the route names
+// none.
 func hostMatches(want, got string) bool {
 	wh, wp := splitHostPort(want)
 	gh, gp := splitHostPort(got)
-	return strings.EqualFold(wh, gh) && (wp == "" || wp == gp)
+	// "api.example.com." is api.example.com (a fully qualified name), as
+	// DNS and ingresses read it.
+	return strings.EqualFold(wh, strings.TrimSuffix(gh, ".")) && (wp == "" || wp == gp)
 }
 
 // splitHostPort splits "host", "host:port", "[v6]" or "[v6]:port".
@@ -98,6 +102,27 @@ func splitHostPort(s string) (host, port string) {
 		return h, p
 	}
 	return strings.Trim(s, "[]"), ""
+}
+
+// pathProblem names what makes a decoded request path ambiguous, or "":
+// the route is chosen on the path as sent, so a path that an ingress or an
+// upstream would read as another one must not reach either. Refused: "."
+// and ".." segments (resolved by most servers), empty segments ("//",
+// merged by nginx and many frameworks), backslashes (read as "/" by IIS
+// and others; %5C decodes to one) and ";" (matrix parameters, which Java
+// servers strip before routing).
+func pathProblem(path string) string {
+	switch {
+	case strings.Contains(path, "//"):
+		return "empty_segment"
+	case strings.IndexByte(path, '\\') >= 0:
+		return "backslash"
+	case strings.IndexByte(path, ';') >= 0:
+		return "matrix_parameter"
+	case hasDotSegment(path):
+		return "dot_segment"
+	}
+	return ""
 }
 
 // hasDotSegment reports whether a decoded path has a "." or ".." segment.

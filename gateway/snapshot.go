@@ -199,6 +199,7 @@ func (g *Gateway) compileRoute(c *config.Route, tiers map[string]ratelimit.Limit
 		for _, iss := range c.Issuers {
 			rt.issuers[iss] = true
 		}
+		rt.issuerList = c.Issuers
 	}
 	for name, l := range tiers {
 		if o, ok := c.RateLimits[name]; ok {
