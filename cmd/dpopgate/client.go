@@ -182,16 +182,12 @@ func register(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errors.New("--issuer URL is required")
 	}
 	client := &http.Client{Timeout: 15 * time.Second}
-	var md struct {
-		RegistrationEndpoint string `json:"registration_endpoint"`
-		Issuer               string `json:"issuer"`
-	}
-	urls, err := auth.MetadataURLs(*issuer)
+	md, err := auth.Discover(ctx, client, *issuer)
 	if err != nil {
-		return err
+		return fmt.Errorf("issuer %s: no RFC 8414 metadata: %v", *issuer, oneLine(err))
 	}
-	if err := getJSON(ctx, client, urls[0], &md); err != nil || md.RegistrationEndpoint == "" {
-		return fmt.Errorf("issuer %s: no registration_endpoint in its metadata", *issuer)
+	if md.RegistrationEndpoint == "" {
+		return fmt.Errorf("issuer %s: its metadata names no registration_endpoint", *issuer)
 	}
 	reqBody, _ := json.Marshal(map[string]any{
 		"client_name": *name, "token_endpoint_auth_method": *method,
@@ -223,22 +219,6 @@ func register(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprintf(stdout, "%s\n", bytes.TrimSpace(out))
 	return nil
-}
-
-func getJSON(ctx context.Context, c *http.Client, u string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %d", u, resp.StatusCode)
-	}
-	return json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(v)
 }
 
 // oneLine keeps the first line of an error, for one-line CLI messages.

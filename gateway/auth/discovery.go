@@ -23,6 +23,7 @@ type Metadata struct {
 	JWKSURI               string `json:"jwks_uri"`
 	IntrospectionEndpoint string `json:"introspection_endpoint"`
 	TokenEndpoint         string `json:"token_endpoint"`
+	RegistrationEndpoint  string `json:"registration_endpoint"` // RFC 7591
 }
 
 // MetadataURLs returns where an issuer publishes its metadata, in the order
