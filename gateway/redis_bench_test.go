@@ -18,19 +18,29 @@ import (
 // options the config makes (200ms timeout, no retries).
 func newBenchBackends(tb testing.TB, addr string) *redisBackends {
 	tb.Helper()
-	o, err := config.Redis{URL: "redis://" + addr, Timeout: config.Duration(200 * time.Millisecond)}.UniversalOptions()
+	return newTestBackends(tb, addr, 200*time.Millisecond)
+}
+
+// newTestBackends are both backends on the Redis at addr, with the client
+// options the config makes for redis.timeout timeout.
+func newTestBackends(tb testing.TB, addr string, timeout time.Duration) *redisBackends {
+	tb.Helper()
+	o, err := config.Redis{URL: "redis://" + addr, Timeout: config.Duration(timeout)}.UniversalOptions()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	c := redis.NewUniversalClient(o)
 	tb.Cleanup(func() { c.Close() })
-	return &redisBackends{
+	b := &redisBackends{
 		client:  c,
-		timeout: 200 * time.Millisecond,
+		timeout: timeout,
 		replay:  replay.NewRedis(c, "bench:"),
 		limits:  ratelimit.NewRedis(c, "bench:"),
 		metrics: newMetrics(&Gateway{}),
 	}
+	b.batch = newRedisBatch(b)
+	tb.Cleanup(b.batch.close)
+	return b
 }
 
 // BenchmarkRedisRoundTrip measures, against a local redis-server, one

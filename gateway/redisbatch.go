@@ -13,19 +13,23 @@ import (
 // pipelines. A request still waits for exactly one round trip, but the
 // requests that arrive while a round trip is under way share the next
 // one, so the system calls and Redis's per-connection work are paid per
-// batch rather than per request (rueidis calls this auto-pipelining). When
-// requests come one at a time a batch holds one operation and nothing is
-// delayed: a worker sends whatever is queued as soon as it is free.
+// batch rather than per request (rueidis calls this auto-pipelining).
 //
-// One worker, started by newRedisBatch and stopped by close, sends the
-// batches, one pipeline at a time: operations that arrive while a round
-// trip is under way wait for it and go together in the next. (With more
-// pipelines in flight the batches stay small; on the 2-core machine of the
-// README a single worker took dpop-redis from 0.70x to 0.80x of dpop over
-// three runs each, and halved Redis's CPU per request.) The queue is
-// bounded. Safe for concurrent use.
+// One pipeline is in flight at a time (sending holds mu). A request that
+// finds none in flight sends its own operation, with whatever is queued,
+// on its own goroutine, at once: a request that comes alone pays one round
+// trip and no hand-off to another goroutine (which, on an idle machine,
+// means waking a thread: a claim took 1.40x a bare SET NX round trip
+// through the worker, 1.02x without it, in BenchmarkRedisRoundTrip on the
+// README's VM). A request that finds one in flight queues its operation,
+// and one worker, started by newRedisBatch and stopped by close, sends
+// what is queued as the next pipeline. (With more pipelines in flight the batches stay small; on the
+// 2-core machine of the README a single worker took dpop-redis from 0.70x
+// to 0.80x of dpop over three runs each, and halved Redis's CPU per
+// request.) The queue is bounded. Safe for concurrent use.
 type redisBatch struct {
 	b    *redisBackends
+	mu   sync.Mutex // held while a pipeline is in flight
 	ops  chan *redisOp
 	quit chan struct{}
 	wg   sync.WaitGroup
@@ -74,12 +78,27 @@ func (rb *redisBatch) close() {
 	rb.wg.Wait()
 }
 
-// do queues op and waits for its outcome, at most redis.timeout in all; a
-// wait that runs out is an error for both halves of op.
+// do sends op, or queues it, and waits for its outcome, at most about
+// redis.timeout in all; a wait that runs out is an error for both halves
+// of op.
+//
+// A request alone sends its op on its own goroutine and arms no timer of
+// its own: the client bounds each step of the round trip (connect, write,
+// read) by redis.timeout already, and a context deadline per request
+// would cost a timer, and on an idle machine a wake-up of the network
+// poller, every time: 8µs, 15% of a round trip, on the README's VM
+// (BenchmarkRedisRoundTrip). A queued op waits at most redis.timeout for
+// its turn and its round trip together.
 func (rb *redisBatch) do(ctx context.Context, op *redisOp) redisResult {
+	op.ctx, op.out = ctx, make(chan redisResult, 1)
+	if rb.mu.TryLock() {
+		rb.send(ctx, rb.takeQueued([]*redisOp{op}))
+		rb.mu.Unlock()
+		return <-op.out
+	}
 	ctx, cancel := context.WithTimeout(ctx, rb.b.timeout)
 	defer cancel()
-	op.ctx, op.out = ctx, make(chan redisResult, 1)
+	op.ctx = ctx
 	select {
 	case rb.ops <- op:
 	default:
@@ -103,25 +122,36 @@ func (rb *redisBatch) work() {
 		case <-rb.quit:
 			return
 		}
-	drain:
-		for len(batch) < redisBatchMax {
-			select {
-			case op := <-rb.ops:
-				batch = append(batch, op)
-			default:
-				break drain
-			}
-		}
-		rb.send(batch)
+		// Wait for the pipeline in flight, if any, then take along what
+		// came in the meantime.
+		rb.mu.Lock()
+		batch = rb.takeQueued(batch)
+		ctx, cancel := context.WithTimeout(context.Background(), rb.b.timeout)
+		rb.send(ctx, batch)
+		cancel()
+		rb.mu.Unlock()
 	}
 }
 
-// send runs one batch as one pipeline within redis.timeout and hands each
-// operation its outcome. An operation whose request has given up is left
-// out: nothing is claimed or taken for it.
-func (rb *redisBatch) send(batch []*redisOp) {
-	ctx, cancel := context.WithTimeout(context.Background(), rb.b.timeout)
-	defer cancel()
+// takeQueued appends to batch the operations queued, up to
+// redisBatchMax in all, without waiting.
+func (rb *redisBatch) takeQueued(batch []*redisOp) []*redisOp {
+	for len(batch) < redisBatchMax {
+		select {
+		case op := <-rb.ops:
+			batch = append(batch, op)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// send runs one batch as one pipeline, bounded by ctx and the client's
+// timeouts, and hands each operation its outcome. An operation whose
+// request has given up is left out (nothing is claimed or taken for it)
+// and gets its context's error.
+func (rb *redisBatch) send(ctx context.Context, batch []*redisOp) {
 	start := time.Now()
 	p := rb.b.client.Pipeline()
 	type pending struct {
@@ -131,7 +161,8 @@ func (rb *redisBatch) send(batch []*redisOp) {
 	}
 	sent := make([]pending, 0, len(batch))
 	for _, op := range batch {
-		if op.ctx.Err() != nil {
+		if err := op.ctx.Err(); err != nil {
+			op.out <- redisResult{claimErr: err, limitErr: err}
 			continue
 		}
 		pd := pending{op: op}

@@ -1,0 +1,101 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/dpopgate/dpopgate/ratelimit"
+	"github.com/dpopgate/dpopgate/replay"
+	"github.com/dpopgate/dpopgate/replay/redistest"
+)
+
+// batchSizes are the pipelines sent so far and the operations in them.
+func batchSizes(t *testing.T, b *redisBackends) (pipelines uint64, ops float64) {
+	t.Helper()
+	var m dto.Metric
+	if err := b.metrics.redisBatch.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
+}
+
+// TestRedisBatchAlone: a request that finds no round trip in flight is sent at
+// once, alone; the requests that come while it is in flight go together
+// in the next pipeline, and each gets its own outcome.
+func TestRedisBatchAlone(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newTestBackends(t, srv.Addr(), 10*time.Second)
+	ctx := t.Context()
+	l := ratelimit.Limit{Count: 60, Period: time.Hour, Burst: 60}
+	if _, err := b.AllowN(ctx, "warm", l, 1); err != nil { // a connection, and the script loaded
+		t.Fatal(err)
+	}
+	pipelines0, ops0 := batchSizes(t, b)
+
+	srv.Pause()
+	const n = 100
+	out := make(chan admission, n)
+	go func() { out <- b.claimAllowN(ctx, "first", time.Minute, "bucket", l, 1) }()
+	waitFor(t, "the first operation in flight", func() bool {
+		if b.batch.mu.TryLock() {
+			b.batch.mu.Unlock()
+			return false
+		}
+		return true
+	})
+	// 99 more: k1..k49 twice each, k0 once, so 50 of them are new.
+	for i := 1; i < n; i++ {
+		go func() { out <- b.claimAllowN(ctx, fmt.Sprint("k", i%50), time.Minute, "bucket", l, 1) }()
+	}
+	// The worker holds one of them, waiting for the pipeline in flight.
+	waitFor(t, "99 operations queued", func() bool { return len(b.batch.ops) == n-2 })
+	srv.Resume()
+
+	claimed, replayed, allowed, denied := 0, 0, 0, 0
+	for range n {
+		a := <-out
+		switch {
+		case a.claimErr == nil:
+			claimed++
+		case errors.Is(a.claimErr, replay.ErrReplayed):
+			replayed++
+		default:
+			t.Fatalf("claim: %v", a.claimErr)
+		}
+		if a.limitErr != nil {
+			t.Fatalf("decision: %v", a.limitErr)
+		}
+		if a.decision.Allowed {
+			allowed++
+		} else {
+			denied++
+		}
+	}
+	if claimed != 51 || replayed != 49 {
+		t.Errorf("claims: got %d accepted and %d replayed, want 51 and 49", claimed, replayed)
+	}
+	if allowed != 60 || denied != 40 {
+		t.Errorf("decisions on a bucket of 60: got %d allowed and %d denied, want 60 and 40", allowed, denied)
+	}
+	pipelines, ops := batchSizes(t, b)
+	if pipelines-pipelines0 != 2 || ops-ops0 != n {
+		t.Errorf("got %d pipelines holding %v operations, want 2 (the first alone, then the 99 queued) holding %d",
+			pipelines-pipelines0, ops-ops0, n)
+	}
+}
+
+// waitFor polls cond for up to 10s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited 10s for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
