@@ -48,8 +48,10 @@ func newTestBackends(tb testing.TB, addr string, timeout time.Duration) *redisBa
 // sends them for a DPoP request. Each iteration also times a bare SET NX
 // round trip on the same client, right before the operation, so that both
 // see the same machine: bare-ns/op and op-ns/op are those two times, and
-// x-bare is their ratio (the target for the pipelined pair: 1.2 or less,
-// one round trip). ns/op counts both. Run it with:
+// x-bare is their ratio (the target: 1.2 or less, one round trip). ns/op
+// counts both. empty-script is the floor of any Lua decision: EVALSHA of a
+// script that only returns, what Redis's scripting costs before the
+// script does anything. Run it with:
 //
 //	go test -run '^$' -bench RedisRoundTrip -count 5 ./gateway/
 func BenchmarkRedisRoundTrip(b *testing.B) {
@@ -62,6 +64,10 @@ func BenchmarkRedisRoundTrip(b *testing.B) {
 	if _, err := be.AllowN(ctx, "warm", l, 1); err != nil { // loads the script
 		b.Fatal(err)
 	}
+	empty := redis.NewScript("return 1")
+	if err := empty.Run(ctx, be.client, nil).Err(); err != nil { // loads it
+		b.Fatal(err)
+	}
 	run := 0
 	for _, op := range []struct {
 		name string
@@ -69,6 +75,9 @@ func BenchmarkRedisRoundTrip(b *testing.B) {
 	}{
 		{"bare-SET-NX", func(key string) error {
 			return be.client.Do(ctx, "set", key, "1", "nx", "px", 60000).Err()
+		}},
+		{"empty-script", func(key string) error {
+			return empty.EvalSha(ctx, be.client, []string{key}).Err()
 		}},
 		{"claim", func(key string) error {
 			return be.Claim(ctx, key, time.Minute)
