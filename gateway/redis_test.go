@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -370,6 +371,55 @@ func TestRedisCluster(t *testing.T) {
 	}
 	if status, check := readyz(t, a); status != 200 || check != "ok" {
 		t.Fatalf("readyz: got %d, redis check %q, want 200, ok", status, check)
+	}
+}
+
+// TestRedisSentinel: both backends on a Sentinel-managed primary. A
+// failover loses nothing the replica had (a proof claimed before it is
+// still refused after it, and the client's bucket is not reset to full),
+// and the gateway follows the Sentinel to the new primary by itself.
+func TestRedisSentinel(t *testing.T) {
+	s := redistest.StartSentinel(t)
+	e := newRedisEnv(t, "  mode: sentinel\n  master_name: "+s.MasterName+"\n  addrs: ["+s.Sentinel.Addr()+"]\n  timeout: 500ms\n", "fail_closed", "fail_closed")
+	token := e.token(nil)
+	r := e.signed("/api/x", token)
+	if res := e.do(r); res.status != 200 || res.header.Get("X-RateLimit-Remaining") != "99" {
+		t.Fatalf("through the Sentinel: got %d %q %s, want 200 with 99 left", res.status, res.header.Get("X-RateLimit-Remaining"), res.body)
+	}
+	primary := redis.NewClient(&redis.Options{Addr: s.Primary.Addr()})
+	defer primary.Close()
+	if n, err := primary.Wait(t.Context(), 1, 5*time.Second).Result(); err != nil || n != 1 {
+		t.Fatalf("WAIT for the replica: got %d, %v, want 1", n, err)
+	}
+
+	s.Failover()
+	// Until the gateway hears of the new primary, a request may fail
+	// (fail_closed: 503); then it goes through again.
+	deadline := time.Now().Add(15 * time.Second)
+	failed := 0
+	for {
+		res := e.do(e.signed("/api/x", token))
+		if res.status == 200 {
+			if left, _ := strconv.Atoi(res.header.Get("X-RateLimit-Remaining")); left > 98 {
+				t.Errorf("after the failover: %d left, want at most 98 (the bucket kept)", left)
+			}
+			break
+		}
+		if res.status != 503 || res.err.Error != "temporarily_unavailable" {
+			t.Fatalf("during the failover: got %d %s, want 200 or 503 temporarily_unavailable", res.status, res.body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still 503 15s after the failover: %s", res.body)
+		}
+		failed++
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("%d requests failed during the failover", failed)
+	if res := e.do(e.resend(r)); !isReplayed(res) {
+		t.Fatalf("replay of a proof claimed before the failover: got %d %s, want 401 already used", res.status, res.body)
+	}
+	if status, check := readyz(t, e); status != 200 || check != "ok" {
+		t.Fatalf("readyz after the failover: got %d, redis check %q, want 200, ok", status, check)
 	}
 }
 

@@ -1,10 +1,12 @@
 // Package redistest runs real redis-server processes for tests: one server,
-// or a three-master Redis Cluster. There is no fake: the tests of the Redis
-// backends talk to the binary they will meet in production.
+// a three-master Redis Cluster, or a primary and a replica watched by a
+// Sentinel. There is no fake: the tests of the Redis backends talk to the
+// binary they will meet in production.
 //
-// The binaries come from PATH. When redis-server is not there, Start and
-// StartCluster skip the test with a message saying so (.ci/run installs it,
-// so CI never skips); StartCluster also needs redis-cli.
+// The binaries come from PATH. When redis-server is not there, Start,
+// StartCluster and StartSentinel skip the test with a message saying so
+// (.ci/run installs it, so CI never skips); StartCluster also needs
+// redis-cli.
 package redistest
 
 import (
@@ -34,7 +36,8 @@ type Server struct {
 	t    testing.TB
 	dir  string
 	port int
-	args []string // extra arguments (cluster mode)
+	conf string   // a config file to start from ("" for none)
+	args []string // extra arguments (cluster mode, replication)
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd     // nil while stopped
@@ -50,10 +53,17 @@ func Start(t testing.TB) *Server {
 
 func start(t testing.TB, dir string, args ...string) *Server {
 	t.Helper()
+	return startConf(t, dir, "", args...)
+}
+
+// startConf starts a server from the config file conf, if not "", and
+// args, on a free port.
+func startConf(t testing.TB, dir, conf string, args ...string) *Server {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server not on PATH; .ci/run installs it")
 	}
-	s := &Server{t: t, dir: dir, args: args}
+	s := &Server{t: t, dir: dir, conf: conf, args: args}
 	t.Cleanup(s.Stop)
 	// A free port can be taken by someone else between our probe and the
 	// server's bind; try a few.
@@ -131,7 +141,11 @@ func (s *Server) Restart() {
 func (s *Server) launch() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	args := append([]string{
+	var args []string
+	if s.conf != "" {
+		args = append(args, s.conf) // it must come first
+	}
+	args = append(args,
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--dir", s.dir,
@@ -139,7 +153,8 @@ func (s *Server) launch() error {
 		"--appendonly", "no",
 		"--daemonize", "no",
 		"--logfile", "redis.log",
-	}, s.args...)
+	)
+	args = append(args, s.args...)
 	cmd := exec.Command("redis-server", args...)
 	cmd.Dir = s.dir
 	if err := cmd.Start(); err != nil {
@@ -289,4 +304,82 @@ func tail(path string) string {
 	}
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	return strings.Join(lines[max(0, len(lines)-5):], "\n")
+}
+
+// Sentinel is a primary and one replica of it, watched by one Sentinel
+// under the name MasterName with a quorum of one, so that a failover
+// needs no other Sentinel's vote.
+type Sentinel struct {
+	Primary, Replica, Sentinel *Server
+	MasterName                 string
+}
+
+// StartSentinel starts a primary, a replica of it and a Sentinel
+// monitoring them, and waits until the replica is in sync and the
+// Sentinel knows it. The servers are stopped when the test ends.
+func StartSentinel(t testing.TB) *Sentinel {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not on PATH; .ci/run installs it")
+	}
+	root := t.TempDir()
+	dir := func(name string) string {
+		d := filepath.Join(root, name)
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	s := &Sentinel{MasterName: "dpopgate"}
+	s.Primary = start(t, dir("primary"))
+	s.Replica = start(t, dir("replica"), "--replicaof", "127.0.0.1", strconv.Itoa(s.Primary.port))
+	waitInfo(t, s.Replica, "replication", "master_link_status:up")
+	sdir := dir("sentinel")
+	conf := filepath.Join(sdir, "sentinel.conf") // the Sentinel rewrites it
+	monitor := fmt.Sprintf("sentinel monitor %[1]s 127.0.0.1 %[2]d 1\n"+
+		"sentinel down-after-milliseconds %[1]s 1000\n"+
+		"sentinel failover-timeout %[1]s 10000\n", s.MasterName, s.Primary.port)
+	if err := os.WriteFile(conf, []byte(monitor), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.Sentinel = startConf(t, sdir, conf, "--sentinel")
+	waitInfo(t, s.Sentinel, "sentinel", "address="+s.Primary.Addr()+",slaves=1,")
+	return s
+}
+
+// Failover has the Sentinel promote the replica (SENTINEL FAILOVER), and
+// waits until the Sentinel names it as the primary.
+func (s *Sentinel) Failover() {
+	s.Sentinel.t.Helper()
+	// The Sentinel refuses (NOGOODSLAVE) until it has fresh INFO from the
+	// replica itself, a few seconds after it first heard of it.
+	deadline := time.Now().Add(startTimeout)
+	for {
+		reply, err := command(s.Sentinel.Addr(), "SENTINEL", "FAILOVER", s.MasterName)
+		if err == nil && reply == "+OK" {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.Sentinel.t.Fatalf("redistest: SENTINEL FAILOVER: %q %v", reply, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	waitInfo(s.Sentinel.t, s.Sentinel, "sentinel", "address="+s.Replica.Addr()+",")
+	waitInfo(s.Sentinel.t, s.Replica, "replication", "role:master")
+}
+
+// waitInfo waits until the INFO section of s contains want.
+func waitInfo(t testing.TB, s *Server, section, want string) {
+	t.Helper()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		info, err := command(s.Addr(), "INFO", section)
+		if err == nil && strings.Contains(info, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: %s: INFO %s has no %q within %v: %q %v", s.Addr(), section, want, startTimeout, info, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
