@@ -197,6 +197,18 @@ type Redis struct {
 	Prefix     string   `yaml:"prefix" json:"prefix"`       // key prefix, default "dpopgate:"
 	PoolSize   int      `yaml:"pool_size" json:"pool_size"` // 0: the library's default
 	Timeout    Duration `yaml:"timeout" json:"timeout"`     // per call, default 200ms
+	TLS        RedisTLS `yaml:"tls" json:"tls"`
+}
+
+// RedisTLS is TLS to Redis. A rediss:// url turns it on; with addrs,
+// Enabled does. CAFile replaces the system's roots (a private CA);
+// CertFile and KeyFile, both or neither, are a client certificate for a
+// server that asks for one (tls-auth-clients).
+type RedisTLS struct {
+	Enabled  bool   `yaml:"enabled" json:"enabled"`     // addrs only: url says it with rediss://
+	CAFile   string `yaml:"ca_file" json:"ca_file"`     // PEM CA certificates to trust
+	CertFile string `yaml:"cert_file" json:"cert_file"` // PEM client certificate chain
+	KeyFile  string `yaml:"key_file" json:"key_file"`   // PEM key of cert_file
 }
 
 // Built-in tier names; both always exist after Parse.

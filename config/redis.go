@@ -1,7 +1,12 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -18,6 +23,11 @@ import (
 //   - addrs: mode cluster sets IsClusterMode (so even one seed address is
 //     a cluster), mode sentinel sets MasterName; username, password and db
 //     apply.
+//   - tls: on with a rediss:// url or tls.enabled, at TLS 1.2 or later,
+//     verifying the server's certificate for the host dialled against
+//     ca_file if set (else the system's roots), and presenting
+//     cert_file/key_file if set. With Sentinel, the Sentinels and the
+//     primary are all dialled with it.
 //
 // The request path waits on Redis for at most timeout per call, so timeout
 // becomes the dial, read, write and pool-wait timeouts (overriding any in
@@ -62,6 +72,12 @@ func (r Redis) UniversalOptions() (*redis.UniversalOptions, error) {
 	default:
 		return nil, errors.New("redis: neither url nor addrs is set")
 	}
+	if r.tlsOn() {
+		var err error
+		if o.TLSConfig, err = r.TLS.config(o.TLSConfig); err != nil {
+			return nil, err
+		}
+	}
 	if r.PoolSize > 0 {
 		o.PoolSize = r.PoolSize
 	}
@@ -76,4 +92,46 @@ func (r Redis) UniversalOptions() (*redis.UniversalOptions, error) {
 	// fails calls at once and probes the server once a second by itself.
 	o.DialerRetries = 1
 	return o, nil
+}
+
+// tlsOn reports whether the connections to Redis use TLS.
+func (r Redis) tlsOn() bool {
+	return r.TLS.Enabled || strings.HasPrefix(r.URL, "rediss://")
+}
+
+// config is base (the url's TLS config, or nil for addrs) with the CAs and
+// the client certificate of t.
+func (t RedisTLS) config(base *tls.Config) (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if base != nil {
+		c = base.Clone()
+	}
+	if t.CAFile != "" {
+		pool, err := caPool(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("redis.tls.ca_file: %w", err)
+		}
+		c.RootCAs = pool
+	}
+	if t.CertFile != "" || t.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("redis.tls.cert_file, key_file: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
+}
+
+// caPool reads the PEM certificates of file into a pool.
+func caPool(file string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%q holds no PEM certificate", file)
+	}
+	return pool, nil
 }

@@ -2,12 +2,17 @@ package config
 
 import (
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/dpopgate/dpopgate/replay/redistest"
 )
 
 func TestRedisUniversalOptions(t *testing.T) {
@@ -75,6 +80,61 @@ func TestRedisUniversalOptions(t *testing.T) {
 	}
 }
 
+// TestRedisTLSOptions: redis.tls's CA replaces the system's roots, its
+// certificate is presented, and addrs get TLS from tls.enabled alone.
+func TestRedisTLSOptions(t *testing.T) {
+	f := redistest.NewTLSFiles(t, t.TempDir())
+	ca, err := os.ReadFile(f.CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(ca)
+	caCert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	trusts := func(c *tls.Config) bool {
+		_, err := caCert.Verify(x509.VerifyOptions{Roots: c.RootCAs})
+		return c.RootCAs != nil && err == nil
+	}
+	for _, tt := range []struct {
+		name  string
+		in    Redis
+		check func(c *tls.Config) string
+	}{
+		{"ok/rediss-with-ca-and-client-cert", Redis{URL: "rediss://redis.internal:6380", TLS: RedisTLS{CAFile: f.CA, CertFile: f.ClientCert, KeyFile: f.ClientKey}},
+			func(c *tls.Config) string {
+				return same("ServerName", c.ServerName, "redis.internal") + same("MinVersion", c.MinVersion, uint16(tls.VersionTLS12)) +
+					same("trusts the CA", trusts(c), true) + same("client certificates", len(c.Certificates), 1)
+			}},
+		{"ok/rediss-system-roots", Redis{URL: "rediss://redis.internal:6380"}, func(c *tls.Config) string {
+			return same("RootCAs == nil (the system's)", c.RootCAs == nil, true) + same("client certificates", len(c.Certificates), 0)
+		}},
+		{"ok/addrs-enabled", Redis{Addrs: []string{"a:1", "b:2"}, Mode: RedisCluster, TLS: RedisTLS{Enabled: true, CAFile: f.CA}}, func(c *tls.Config) string {
+			// No ServerName: each node is verified for the host dialled.
+			return same("ServerName", c.ServerName, "") + same("MinVersion", c.MinVersion, uint16(tls.VersionTLS12)) + same("trusts the CA", trusts(c), true)
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.in.Timeout = Duration(time.Second)
+			o, err := tt.in.UniversalOptions()
+			if err != nil {
+				t.Fatalf("UniversalOptions: %v", err)
+			}
+			if o.TLSConfig == nil {
+				t.Fatalf("TLSConfig: got nil, want TLS")
+			}
+			if got := tt.check(o.TLSConfig); got != "" {
+				t.Error(got)
+			}
+		})
+	}
+	o, err := Redis{Addrs: []string{"a:1"}, Timeout: Duration(time.Second)}.UniversalOptions()
+	if err != nil || o.TLSConfig != nil {
+		t.Errorf("addrs without tls.enabled: got TLSConfig %v, %v, want none", o.TLSConfig, err)
+	}
+}
+
 func TestRedisUniversalOptionsErrors(t *testing.T) {
 	for _, tt := range []struct {
 		name string
@@ -84,6 +144,8 @@ func TestRedisUniversalOptionsErrors(t *testing.T) {
 		{"fail/neither-url-nor-addrs", Redis{Timeout: Duration(time.Second)}, "neither url nor addrs"},
 		{"fail/bad-url-password-not-shown", Redis{URL: "redis://:hunter2@cache:6379/x", Timeout: Duration(time.Second)}, "invalid database number"},
 		{"fail/no-timeout", Redis{URL: "redis://cache"}, "redis.timeout"},
+		{"fail/ca-file-not-pem", Redis{URL: "rediss://cache", Timeout: Duration(time.Second), TLS: RedisTLS{CAFile: "redis_test.go"}}, "redis.tls.ca_file: \"redis_test.go\" holds no PEM certificate"},
+		{"fail/client-cert-missing", Redis{URL: "rediss://cache", Timeout: Duration(time.Second), TLS: RedisTLS{CertFile: "nope.pem", KeyFile: "nope-key.pem"}}, "redis.tls.cert_file, key_file: open nope.pem"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := tt.in.UniversalOptions()

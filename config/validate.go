@@ -1,9 +1,11 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"maps"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -190,6 +192,7 @@ func (c *Config) checkRedis(p *problems) {
 			p.add(item("redis.addrs", i), `%q is not host:port, such as "redis:6379"`, a)
 		}
 	}
+	r.checkTLS(p)
 	oneOf(p, "redis.mode", r.Mode, "", RedisSingle, RedisCluster, RedisSentinel)
 	switch r.Mode {
 	case RedisCluster, RedisSentinel:
@@ -212,6 +215,52 @@ func (c *Config) checkRedis(p *problems) {
 	atLeast(p, "redis.db", r.DB, 0)
 	atLeast(p, "redis.pool_size", r.PoolSize, 0)
 	positive(p, "redis.timeout", r.Timeout)
+}
+
+// checkTLS checks redis.tls: its files are there and read as what they
+// should be, and TLS is on if they are to be used.
+func (r Redis) checkTLS(p *problems) {
+	t := r.TLS
+	if t.Enabled && r.URL != "" {
+		p.add("redis.tls.enabled", "is for redis.addrs; with redis.url, rediss:// turns TLS on")
+	}
+	if !r.tlsOn() && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "") {
+		if r.URL != "" {
+			p.add("redis.tls", "ca_file, cert_file and key_file need TLS: use a rediss:// url")
+		} else {
+			p.add("redis.tls", "ca_file, cert_file and key_file need TLS: set redis.tls.enabled")
+		}
+	}
+	switch {
+	case t.CertFile != "" && t.KeyFile == "":
+		p.add("redis.tls.key_file", "is required when redis.tls.cert_file is set")
+	case t.CertFile == "" && t.KeyFile != "":
+		p.add("redis.tls.cert_file", "is required when redis.tls.key_file is set")
+	}
+	if t.CAFile != "" {
+		file(p, "redis.tls.ca_file", t.CAFile)
+		if fileExists(t.CAFile) {
+			if _, err := caPool(t.CAFile); err != nil {
+				p.add("redis.tls.ca_file", "%v", err)
+			}
+		}
+	}
+	for _, f := range []struct{ path, name string }{{"redis.tls.cert_file", t.CertFile}, {"redis.tls.key_file", t.KeyFile}} {
+		if f.name != "" {
+			file(p, f.path, f.name)
+		}
+	}
+	if t.CertFile != "" && t.KeyFile != "" {
+		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil && fileExists(t.CertFile) && fileExists(t.KeyFile) {
+			p.add("redis.tls.cert_file", "with redis.tls.key_file: %v", err)
+		}
+	}
+}
+
+// fileExists reports whether name is a regular file.
+func fileExists(name string) bool {
+	fi, err := os.Stat(name)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 // redisURL checks a redis:// or rediss:// URL as go-redis will read it,

@@ -429,6 +429,42 @@ func TestRedisSentinel(t *testing.T) {
 	}
 }
 
+// TestRedisTLS: a rediss:// url to a server that speaks TLS only and asks
+// for a client certificate. With redis.tls's CA and client certificate
+// both backends work; without the CA (the system's roots do not know it)
+// or without the certificate, Redis is unreachable: fail_closed answers
+// 503, and /readyz says why.
+func TestRedisTLS(t *testing.T) {
+	srv, f := redistest.StartTLS(t)
+	section := func(tls string) string { return "  url: " + srv.URL() + "\n  tls: {" + tls + "}\n" }
+	e := newRedisEnv(t, section("ca_file: "+f.CA+", cert_file: "+f.ClientCert+", key_file: "+f.ClientKey), "fail_closed", "fail_closed")
+	r := e.signed("/api/x", e.token(nil))
+	if res := e.do(r); res.status != 200 || res.header.Get("X-RateLimit-Remaining") != "99" {
+		t.Fatalf("over TLS: got %d %q %s, want 200 with 99 left", res.status, res.header.Get("X-RateLimit-Remaining"), res.body)
+	}
+	if res := e.do(e.resend(r)); !isReplayed(res) {
+		t.Fatalf("replay over TLS: got %d %s, want 401 already used", res.status, res.body)
+	}
+	if status, check := readyz(t, e); status != 200 || check != "ok" {
+		t.Fatalf("readyz over TLS: got %d, redis check %q, want 200, ok", status, check)
+	}
+
+	for _, tt := range []struct{ name, tls, why string }{
+		{"fail/no ca_file", "cert_file: " + f.ClientCert + ", key_file: " + f.ClientKey, "certificate signed by unknown authority"},
+		{"fail/no client certificate", "ca_file: " + f.CA, "tls: certificate required"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newRedisEnv(t, section(tt.tls), "fail_closed", "fail_closed")
+			if res := e.do(e.signed("/api/x", e.token(nil))); res.status != 503 || res.err.Error != "temporarily_unavailable" {
+				t.Errorf("got %d %s, want 503 temporarily_unavailable", res.status, res.body)
+			}
+			if status, check := readyz(t, e); status != 503 || !strings.Contains(check, tt.why) {
+				t.Errorf("readyz: got %d, redis check %q, want 503 saying %q", status, check, tt.why)
+			}
+		})
+	}
+}
+
 // readyz returns the status of e's /readyz and its redis check.
 func readyz(t *testing.T, e *env) (int, string) {
 	t.Helper()

@@ -11,6 +11,7 @@ package redistest
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -36,8 +37,9 @@ type Server struct {
 	t    testing.TB
 	dir  string
 	port int
-	conf string   // a config file to start from ("" for none)
-	args []string // extra arguments (cluster mode, replication)
+	conf string      // a config file to start from ("" for none)
+	args []string    // extra arguments (cluster mode, replication, TLS)
+	tls  *tls.Config // non-nil: the server speaks TLS only, and this is how to reach it
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd     // nil while stopped
@@ -60,10 +62,17 @@ func start(t testing.TB, dir string, args ...string) *Server {
 // args, on a free port.
 func startConf(t testing.TB, dir, conf string, args ...string) *Server {
 	t.Helper()
+	return startWith(t, dir, conf, nil, args...)
+}
+
+// startWith is startConf for a server that speaks TLS only, reached with
+// tc, if tc is not nil.
+func startWith(t testing.TB, dir, conf string, tc *tls.Config, args ...string) *Server {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server not on PATH; .ci/run installs it")
 	}
-	s := &Server{t: t, dir: dir, conf: conf, args: args}
+	s := &Server{t: t, dir: dir, conf: conf, tls: tc, args: args}
 	t.Cleanup(s.Stop)
 	// A free port can be taken by someone else between our probe and the
 	// server's bind; try a few.
@@ -81,8 +90,13 @@ func startConf(t testing.TB, dir, conf string, args ...string) *Server {
 // Addr is the server's host:port.
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
 
-// URL is the server's redis:// URL.
-func (s *Server) URL() string { return "redis://" + s.Addr() }
+// URL is the server's redis:// URL, or rediss:// for a TLS server.
+func (s *Server) URL() string {
+	if s.tls != nil {
+		return "rediss://" + s.Addr()
+	}
+	return "redis://" + s.Addr()
+}
 
 // Stop kills the server (SIGKILL, as a crash would) and waits for it to
 // exit. Clients see their connections reset and new ones refused. Stopping
@@ -145,8 +159,12 @@ func (s *Server) launch() error {
 	if s.conf != "" {
 		args = append(args, s.conf) // it must come first
 	}
+	port := []string{"--port", strconv.Itoa(s.port)}
+	if s.tls != nil {
+		port = []string{"--port", "0", "--tls-port", strconv.Itoa(s.port)}
+	}
+	args = append(args, port...)
 	args = append(args,
-		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--dir", s.dir,
 		"--save", "",
@@ -171,7 +189,7 @@ func (s *Server) launch() error {
 	for {
 		// The server answering must be ours, not one that took the port
 		// before our process could bind it.
-		info, err := command(s.Addr(), "INFO", "server")
+		info, err := s.command("INFO", "server")
 		if err == nil && strings.Contains(info, "\nprocess_id:"+strconv.Itoa(cmd.Process.Pid)+"\r") {
 			s.cmd, s.exited = cmd, exited
 			return nil
@@ -267,7 +285,24 @@ func freePort(t testing.TB) int {
 // string, error or integer line as is ("+PONG"), a bulk string's contents.
 // It is enough for PING and CLUSTER INFO, which is all the helper needs.
 func command(addr string, args ...string) (string, error) {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	return commandTLS(addr, nil, args...)
+}
+
+// command is command on s, over TLS for a TLS server.
+func (s *Server) command(args ...string) (string, error) {
+	return commandTLS(s.Addr(), s.tls, args...)
+}
+
+// commandTLS is command over TLS with tc, or plain TCP if tc is nil.
+func commandTLS(addr string, tc *tls.Config, args ...string) (string, error) {
+	d := &net.Dialer{Timeout: time.Second}
+	var conn net.Conn
+	var err error
+	if tc != nil {
+		conn, err = tls.DialWithDialer(d, "tcp", addr, tc)
+	} else {
+		conn, err = d.Dial("tcp", addr)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -373,7 +408,7 @@ func waitInfo(t testing.TB, s *Server, section, want string) {
 	t.Helper()
 	deadline := time.Now().Add(startTimeout)
 	for {
-		info, err := command(s.Addr(), "INFO", section)
+		info, err := s.command("INFO", section)
 		if err == nil && strings.Contains(info, want) {
 			return
 		}

@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"crypto/tls"
 	"strings"
 	"testing"
 )
@@ -44,5 +45,22 @@ func TestCluster(t *testing.T) {
 		if want := "cluster_known_nodes:3"; !strings.Contains(info, want) {
 			t.Errorf("%s: CLUSTER INFO lacks %s:\n%s", a, want, info)
 		}
+	}
+}
+
+func TestStartTLS(t *testing.T) {
+	s, f := StartTLS(t)
+	if !strings.HasPrefix(s.URL(), "rediss://127.0.0.1:") {
+		t.Errorf("URL: got %q, want rediss://127.0.0.1:port", s.URL())
+	}
+	if got, err := s.command("PING"); err != nil || got != "+PONG" {
+		t.Fatalf("PING over TLS with the client certificate: got %q, %v", got, err)
+	}
+	if _, err := command(s.Addr(), "PING"); err == nil {
+		t.Errorf("PING in plain text: got an answer, want none (TLS only)")
+	}
+	noCert := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: f.pool}
+	if got, err := commandTLS(s.Addr(), noCert, "PING"); err == nil {
+		t.Errorf("PING over TLS without a client certificate: got %q, want a refusal", got)
 	}
 }
