@@ -71,18 +71,7 @@ func (s *Server) check(p *problems) {
 			p.add(item("server.trusted_proxies", i), "is not an IP address or CIDR")
 		}
 	}
-	switch t := s.TLS; {
-	case t.CertFile != "" && t.KeyFile == "":
-		p.add("server.tls.key_file", "is required when server.tls.cert_file is set")
-	case t.CertFile == "" && t.KeyFile != "":
-		p.add("server.tls.cert_file", "is required when server.tls.key_file is set")
-	}
-	if s.TLS.CertFile != "" {
-		file(p, "server.tls.cert_file", s.TLS.CertFile)
-	}
-	if s.TLS.KeyFile != "" {
-		file(p, "server.tls.key_file", s.TLS.KeyFile)
-	}
+	certPair(p, "server.tls", s.TLS.CertFile, s.TLS.KeyFile)
 	positive(p, "server.read_header_timeout", s.ReadHeaderTimeout)
 	positive(p, "server.read_timeout", s.ReadTimeout)
 	positive(p, "server.idle_timeout", s.IdleTimeout)
@@ -231,12 +220,7 @@ func (r Redis) checkTLS(p *problems) {
 			p.add("redis.tls", "ca_file, cert_file and key_file need TLS: set redis.tls.enabled")
 		}
 	}
-	switch {
-	case t.CertFile != "" && t.KeyFile == "":
-		p.add("redis.tls.key_file", "is required when redis.tls.cert_file is set")
-	case t.CertFile == "" && t.KeyFile != "":
-		p.add("redis.tls.cert_file", "is required when redis.tls.key_file is set")
-	}
+	certPair(p, "redis.tls", t.CertFile, t.KeyFile)
 	if t.CAFile != "" {
 		file(p, "redis.tls.ca_file", t.CAFile)
 		if fileExists(t.CAFile) {
@@ -245,15 +229,27 @@ func (r Redis) checkTLS(p *problems) {
 			}
 		}
 	}
-	for _, f := range []struct{ path, name string }{{"redis.tls.cert_file", t.CertFile}, {"redis.tls.key_file", t.KeyFile}} {
-		if f.name != "" {
-			file(p, f.path, f.name)
-		}
-	}
 	if t.CertFile != "" && t.KeyFile != "" {
 		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil && fileExists(t.CertFile) && fileExists(t.KeyFile) {
 			p.add("redis.tls.cert_file", "with redis.tls.key_file: %v", err)
 		}
+	}
+}
+
+// certPair checks the cert_file and key_file under path: both or
+// neither, and each there.
+func certPair(p *problems, path, cert, key string) {
+	switch {
+	case cert != "" && key == "":
+		p.add(path+".key_file", "is required when %s.cert_file is set", path)
+	case cert == "" && key != "":
+		p.add(path+".cert_file", "is required when %s.key_file is set", path)
+	}
+	if cert != "" {
+		file(p, path+".cert_file", cert)
+	}
+	if key != "" {
+		file(p, path+".key_file", key)
 	}
 }
 
