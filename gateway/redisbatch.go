@@ -28,11 +28,12 @@ import (
 // to 0.80x of dpop over three runs each, and halved Redis's CPU per
 // request.) The queue is bounded. Safe for concurrent use.
 type redisBatch struct {
-	b    *redisBackends
-	mu   sync.Mutex // held while a pipeline is in flight
-	ops  chan *redisOp
-	quit chan struct{}
-	wg   sync.WaitGroup
+	b       *redisBackends
+	mu      sync.Mutex // held while a pipeline is in flight
+	ops     chan *redisOp
+	quit    chan struct{}
+	closing sync.Once
+	wg      sync.WaitGroup
 }
 
 const (
@@ -61,7 +62,10 @@ type redisResult struct {
 	limitErr error
 }
 
-var errRedisBusy = errors.New("redis: too many operations queued")
+var (
+	errRedisBusy   = errors.New("redis: too many operations queued")
+	errRedisClosed = errors.New("redis: the gateway is closed")
+)
 
 func newRedisBatch(b *redisBackends) *redisBatch {
 	rb := &redisBatch{b: b, ops: make(chan *redisOp, redisQueue), quit: make(chan struct{})}
@@ -72,9 +76,10 @@ func newRedisBatch(b *redisBackends) *redisBatch {
 	return rb
 }
 
-// close stops the workers once they have sent what they hold.
+// close stops the workers once they have sent what they hold. A second
+// close does nothing.
 func (rb *redisBatch) close() {
-	close(rb.quit)
+	rb.closing.Do(func() { close(rb.quit) })
 	rb.wg.Wait()
 }
 
@@ -89,8 +94,7 @@ func (rb *redisBatch) close() {
 func (rb *redisBatch) do(ctx context.Context, op *redisOp) redisResult {
 	op.ctx, op.out = ctx, make(chan redisResult, 1)
 	if rb.mu.TryLock() {
-		rb.send(socketDeadline{ctx, time.Now().Add(rb.b.timeout)}, rb.takeQueued([]*redisOp{op}))
-		rb.mu.Unlock()
+		rb.sendNow(op)
 		return <-op.out
 	}
 	ctx, cancel := context.WithTimeout(ctx, rb.b.timeout)
@@ -106,7 +110,20 @@ func (rb *redisBatch) do(ctx context.Context, op *redisOp) redisResult {
 		return r
 	case <-ctx.Done():
 		return redisResult{claimErr: ctx.Err(), limitErr: ctx.Err()}
+	case <-rb.quit: // closed: no worker will send it
+		return redisResult{claimErr: errRedisClosed, limitErr: errRedisClosed}
 	}
+}
+
+// sendNow sends op, and whatever is queued, as one pipeline from the
+// calling goroutine, which holds mu, and releases mu. The pipeline's
+// deadline is redis.timeout from now; its cancellation is nobody's, since
+// it carries other requests' operations too (each request that gives up
+// is left out by send, and stops waiting by itself).
+func (rb *redisBatch) sendNow(op *redisOp) {
+	defer rb.mu.Unlock()
+	ctx := socketDeadline{context.WithoutCancel(op.ctx), time.Now().Add(rb.b.timeout)}
+	rb.send(ctx, rb.takeQueued([]*redisOp{op}))
 }
 
 func (rb *redisBatch) work() {
@@ -123,11 +140,17 @@ func (rb *redisBatch) work() {
 		// came in the meantime.
 		rb.mu.Lock()
 		batch = rb.takeQueued(batch)
-		ctx, cancel := context.WithTimeout(context.Background(), rb.b.timeout)
-		rb.send(ctx, batch)
-		cancel()
-		rb.mu.Unlock()
+		rb.sendQueued(batch)
 	}
+}
+
+// sendQueued sends batch as one pipeline from the worker, which holds mu,
+// and releases mu.
+func (rb *redisBatch) sendQueued(batch []*redisOp) {
+	defer rb.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), rb.b.timeout)
+	defer cancel()
+	rb.send(ctx, batch)
 }
 
 // socketDeadline is its Context with a deadline of at (or the Context's
@@ -137,11 +160,14 @@ func (rb *redisBatch) work() {
 // deadline on the socket for each write and read, the dialer connects
 // within it, and the pool's wait has its own timeout, so a round trip on
 // a dead or paused Redis ends at the deadline, connection set-up
-// included. context.WithTimeout would arm a timer per request instead,
-// which on an idle machine also wakes the network poller, every time: on
-// the README's VM, one pipelined decision took 1.29-1.35x a bare SET NX
-// round trip with a context.WithTimeout around it and 1.17-1.21x without,
-// in one run.
+// included. That holds for go-redis v9.23, whose waits each have a timer
+// or a socket deadline of their own (TestRedisUnresponsive guards it); a
+// context derived from this one with a later deadline would never fire.
+//
+// context.WithTimeout would arm a timer per request instead, which on an
+// idle machine also wakes the network poller, every time: on the README's
+// VM, one pipelined decision took 1.29-1.35x a bare SET NX round trip with
+// a context.WithTimeout around it and 1.17-1.21x without, in one run.
 type socketDeadline struct {
 	context.Context
 	at time.Time

@@ -1,12 +1,15 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/dpopgate/dpopgate/ratelimit"
 	"github.com/dpopgate/dpopgate/replay"
@@ -35,18 +38,14 @@ func TestRedisBatchAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	pipelines0, ops0 := batchSizes(t, b)
+	var sending atomic.Int32 // pipelines the client has begun to send
+	b.client.AddHook(pipelineHook(func() { sending.Add(1) }))
 
 	srv.Pause()
 	const n = 100
 	out := make(chan admission, n)
 	go func() { out <- b.claimAllowN(ctx, "first", time.Minute, "bucket", l, 1) }()
-	waitFor(t, "the first operation in flight", func() bool {
-		if b.batch.mu.TryLock() {
-			b.batch.mu.Unlock()
-			return false
-		}
-		return true
-	})
+	waitFor(t, "the first operation in flight", func() bool { return sending.Load() == 1 })
 	// 99 more: k1..k49 twice each, k0 once, so 50 of them are new.
 	for i := 1; i < n; i++ {
 		go func() { out <- b.claimAllowN(ctx, fmt.Sprint("k", i%50), time.Minute, "bucket", l, 1) }()
@@ -88,6 +87,19 @@ func TestRedisBatchAlone(t *testing.T) {
 	}
 }
 
+// pipelineHook calls its function as the client begins to send each
+// pipeline.
+type pipelineHook func()
+
+func (h pipelineHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
+func (h pipelineHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
+func (h pipelineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h()
+		return next(ctx, cmds)
+	}
+}
+
 // waitFor polls cond for up to 10s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -97,5 +109,60 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("waited 10s for %s", what)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestRedisBatchSenderGivesUp: the request whose goroutine sends a
+// pipeline has given up; the other requests' operations it takes along go
+// through all the same.
+func TestRedisBatchSenderGivesUp(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newTestBackends(t, srv.Addr(), 5*time.Second)
+	// A batch with no worker: what is queued stays queued.
+	b.batch = &redisBatch{b: b, ops: make(chan *redisOp, redisQueue), quit: make(chan struct{})}
+
+	// Another request's claim, queued while a pipeline is (said to be) in
+	// flight.
+	b.batch.mu.Lock()
+	other := make(chan error, 1)
+	go func() { other <- b.Claim(t.Context(), "other", time.Minute) }()
+	waitFor(t, "the other claim queued", func() bool { return len(b.batch.ops) == 1 })
+	b.batch.mu.Unlock()
+
+	// The sender, whose client has gone, takes it along.
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := b.Claim(ctx, "sender", time.Minute); !errors.Is(err, context.Canceled) {
+		t.Errorf("the sender's own claim: got %v, want context.Canceled", err)
+	}
+	if err := <-other; err != nil {
+		t.Errorf("the other request's claim: got %v, want it through (the sender's giving up is its own)", err)
+	}
+	if err := b.Claim(t.Context(), "other", time.Minute); !errors.Is(err, replay.ErrReplayed) {
+		t.Errorf("the other claim again: got %v, want ErrReplayed (it was stored)", err)
+	}
+	if err := b.Claim(t.Context(), "sender", time.Minute); err != nil {
+		t.Errorf("the sender's key afterwards: got %v, want it claimable (nothing was claimed for it)", err)
+	}
+}
+
+// TestRedisBatchClosed: once the batch is closed, an operation that would
+// have queued for the worker fails at once rather than waiting out
+// redis.timeout.
+func TestRedisBatchClosed(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newTestBackends(t, srv.Addr(), time.Hour)
+	b.batch.mu.Lock() // a pipeline (said to be) in flight: the claim below queues
+	defer b.batch.mu.Unlock()
+	b.batch.close()
+	done := make(chan error, 1)
+	go func() { done <- b.Claim(t.Context(), "late", time.Minute) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, errRedisClosed) {
+			t.Errorf("a claim after close: got %v, want errRedisClosed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a claim after close still waits after 10s (redis.timeout is an hour)")
 	}
 }
