@@ -392,13 +392,22 @@ func TestRedisSentinel(t *testing.T) {
 	if res := e.do(r); res.status != 200 || res.header.Get("X-RateLimit-Remaining") != "99" {
 		t.Fatalf("through the Sentinel: got %d %q %s, want 200 with 99 left", res.status, res.header.Get("X-RateLimit-Remaining"), res.body)
 	}
+	// WAIT counts its own connection's writes: write a marker after the
+	// gateway's, and wait for the replica to have it, and so theirs.
 	primary := redis.NewClient(&redis.Options{Addr: s.Primary.Addr()})
 	defer primary.Close()
-	if n, err := primary.Wait(t.Context(), 1, 5*time.Second).Result(); err != nil || n != 1 {
+	conn := primary.Conn()
+	defer conn.Close()
+	if err := conn.Set(t.Context(), "marker", "1", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := conn.Wait(t.Context(), 1, 5*time.Second).Result(); err != nil || n != 1 {
 		t.Fatalf("WAIT for the replica: got %d, %v, want 1", n, err)
 	}
 
 	s.Failover()
+	// The old primary gone: what answers now is the new one.
+	s.Primary.Stop()
 	// Until the gateway hears of the new primary, a request may fail
 	// (fail_closed: 503); then it goes through again.
 	deadline := time.Now().Add(15 * time.Second)
@@ -421,6 +430,12 @@ func TestRedisSentinel(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Logf("%d requests failed during the failover", failed)
+	replica := redis.NewClient(&redis.Options{Addr: s.Replica.Addr()})
+	defer replica.Close()
+	bucket := "dpopgate:rl:{api|client|" + e.iss.URL + "|agent-1}"
+	if n, err := replica.Exists(t.Context(), bucket).Result(); err != nil || n != 1 {
+		t.Errorf("the client's bucket on the new primary: got %d, %v, want it there", n, err)
+	}
 	if res := e.do(e.resend(r)); !isReplayed(res) {
 		t.Fatalf("replay of a proof claimed before the failover: got %d %s, want 401 already used", res.status, res.body)
 	}
