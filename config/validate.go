@@ -271,8 +271,13 @@ func redisURL(p *problems, s string) {
 		p.add("redis.url", "%s must start with redis:// or rediss://", shownURL(s))
 		return
 	}
-	if _, err := redis.ParseURL(s); err != nil {
+	o, err := redis.ParseURL(s)
+	if err != nil {
 		p.add("redis.url", "%s is not a Redis URL: %s", shownURL(s), strings.TrimPrefix(err.Error(), "redis: "))
+		return
+	}
+	if o.TLSConfig != nil && o.TLSConfig.InsecureSkipVerify {
+		p.add("redis.url", "%s turns certificate checks off (skip_verify); to trust a private CA, set redis.tls.ca_file", shownURL(s))
 	}
 }
 
