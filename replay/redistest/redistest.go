@@ -175,6 +175,7 @@ func (s *Server) launch() error {
 	args = append(args, s.args...)
 	cmd := exec.Command("redis-server", args...)
 	cmd.Dir = s.dir
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return err
 	}
