@@ -203,12 +203,16 @@ type Redis struct {
 // RedisTLS is TLS to Redis. A rediss:// url turns it on; with addrs,
 // Enabled does. CAFile replaces the system's roots (a private CA);
 // CertFile and KeyFile, both or neither, are a client certificate for a
-// server that asks for one (tls-auth-clients).
+// server that asks for one (tls-auth-clients). ServerName, if set, is the
+// name checked in every server's certificate instead of the host dialled.
 type RedisTLS struct {
 	Enabled  bool   `yaml:"enabled" json:"enabled"`     // addrs only: url says it with rediss://
 	CAFile   string `yaml:"ca_file" json:"ca_file"`     // PEM CA certificates to trust
 	CertFile string `yaml:"cert_file" json:"cert_file"` // PEM client certificate chain
 	KeyFile  string `yaml:"key_file" json:"key_file"`   // PEM key of cert_file
+	// ServerName is the name every server's certificate must carry, when
+	// it is not the host dialled (Sentinel hands out IP addresses).
+	ServerName string `yaml:"server_name" json:"server_name"`
 }
 
 // Built-in tier names; both always exist after Parse.

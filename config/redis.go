@@ -24,9 +24,9 @@ import (
 //     a cluster), mode sentinel sets MasterName; username, password and db
 //     apply.
 //   - tls: on with a rediss:// url or tls.enabled, at TLS 1.2 or later,
-//     verifying the server's certificate for the host dialled against
-//     ca_file if set (else the system's roots), and presenting
-//     cert_file/key_file if set. With Sentinel, the Sentinels and the
+//     verifying the server's certificate for the host dialled (or
+//     server_name) against ca_file if set (else the system's roots), and
+//     presenting cert_file/key_file if set. With Sentinel, the Sentinels and the
 //     primary are all dialled with it.
 //
 // The request path waits on Redis for at most timeout per call, so timeout
@@ -112,6 +112,9 @@ func (t RedisTLS) config(base *tls.Config) (*tls.Config, error) {
 			return nil, fmt.Errorf("redis.tls.ca_file: %w", err)
 		}
 		c.RootCAs = pool
+	}
+	if t.ServerName != "" {
+		c.ServerName = t.ServerName
 	}
 	if t.CertFile != "" || t.KeyFile != "" {
 		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)

@@ -110,6 +110,10 @@ func TestRedisTLSOptions(t *testing.T) {
 		{"ok/rediss-system-roots", Redis{URL: "rediss://redis.internal:6380"}, func(c *tls.Config) string {
 			return same("RootCAs == nil (the system's)", c.RootCAs == nil, true) + same("client certificates", len(c.Certificates), 0)
 		}},
+		{"ok/sentinel-server-name", Redis{Addrs: []string{"10.0.0.1:26379"}, Mode: RedisSentinel, MasterName: "m", TLS: RedisTLS{Enabled: true, ServerName: "redis.internal"}},
+			func(c *tls.Config) string {
+				return same("ServerName", c.ServerName, "redis.internal")
+			}},
 		{"ok/addrs-enabled", Redis{Addrs: []string{"a:1", "b:2"}, Mode: RedisCluster, TLS: RedisTLS{Enabled: true, CAFile: f.CA}}, func(c *tls.Config) string {
 			// No ServerName: each node is verified for the host dialled.
 			return same("ServerName", c.ServerName, "") + same("MinVersion", c.MinVersion, uint16(tls.VersionTLS12)) + same("trusts the CA", trusts(c), true)

@@ -213,11 +213,11 @@ func (r Redis) checkTLS(p *problems) {
 	if t.Enabled && r.URL != "" {
 		p.add("redis.tls.enabled", "is for redis.addrs; with redis.url, rediss:// turns TLS on")
 	}
-	if !r.tlsOn() && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "") {
+	if !r.tlsOn() && (t.CAFile != "" || t.CertFile != "" || t.KeyFile != "" || t.ServerName != "") {
 		if r.URL != "" {
-			p.add("redis.tls", "ca_file, cert_file and key_file need TLS: use a rediss:// url")
+			p.add("redis.tls", "ca_file, cert_file, key_file and server_name need TLS: use a rediss:// url")
 		} else {
-			p.add("redis.tls", "ca_file, cert_file and key_file need TLS: set redis.tls.enabled")
+			p.add("redis.tls", "ca_file, cert_file, key_file and server_name need TLS: set redis.tls.enabled")
 		}
 	}
 	certPair(p, "redis.tls", t.CertFile, t.KeyFile)

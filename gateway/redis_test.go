@@ -464,8 +464,17 @@ func TestRedisTLS(t *testing.T) {
 		t.Fatalf("readyz over TLS: got %d, redis check %q, want 200, ok", status, check)
 	}
 
+	// The certificate names localhost too: a server_name it carries is
+	// checked instead of the address dialled.
+	named := newRedisEnv(t, section("ca_file: "+f.CA+", cert_file: "+f.ClientCert+", key_file: "+f.ClientKey+", server_name: localhost"), "fail_closed", "fail_closed")
+	if res := named.do(named.signed("/api/x", named.token(nil))); res.status != 200 {
+		t.Fatalf("over TLS with server_name localhost: got %d %s, want 200", res.status, res.body)
+	}
+
 	for _, tt := range []struct{ name, tls, why string }{
 		{"fail/no ca_file", "cert_file: " + f.ClientCert + ", key_file: " + f.ClientKey, "certificate signed by unknown authority"},
+		{"fail/server_name the certificate lacks", "ca_file: " + f.CA + ", cert_file: " + f.ClientCert + ", key_file: " + f.ClientKey + ", server_name: redis.example.com",
+			"certificate is valid for localhost, not redis.example.com"},
 		{"fail/no client certificate", "ca_file: " + f.CA, "tls: certificate required"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
