@@ -26,7 +26,8 @@ import (
 //   - tls: on with a rediss:// url or tls.enabled, at TLS 1.2 or later,
 //     verifying the server's certificate for the host dialled (or
 //     server_name) against ca_file if set (else the system's roots), and
-//     presenting cert_file/key_file if set. With Sentinel, the Sentinels and the
+//     presenting cert_file/key_file if set, read again for each new
+//     connection. With Sentinel, the Sentinels and the
 //     primary are all dialled with it.
 //
 // The request path waits on Redis for at most timeout per call, so timeout
@@ -117,11 +118,20 @@ func (t RedisTLS) config(base *tls.Config) (*tls.Config, error) {
 		c.ServerName = t.ServerName
 	}
 	if t.CertFile != "" || t.KeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-		if err != nil {
+		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
 			return nil, fmt.Errorf("redis.tls.cert_file, key_file: %w", err)
 		}
-		c.Certificates = []tls.Certificate{cert}
+		// Read at each new connection, so that a certificate renewed in
+		// place (a mounted Secret) is used without a restart; connections
+		// are pooled, so that is seldom.
+		certFile, keyFile := t.CertFile, t.KeyFile
+		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				return nil, fmt.Errorf("redis.tls.cert_file, key_file: %w", err)
+			}
+			return &cert, nil
+		}
 	}
 	return c, nil
 }

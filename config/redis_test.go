@@ -1,11 +1,13 @@
 package config
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -105,10 +107,10 @@ func TestRedisTLSOptions(t *testing.T) {
 		{"ok/rediss-with-ca-and-client-cert", Redis{URL: "rediss://redis.internal:6380", TLS: RedisTLS{CAFile: f.CA, CertFile: f.ClientCert, KeyFile: f.ClientKey}},
 			func(c *tls.Config) string {
 				return same("ServerName", c.ServerName, "redis.internal") + same("MinVersion", c.MinVersion, uint16(tls.VersionTLS12)) +
-					same("trusts the CA", trusts(c), true) + same("client certificates", len(c.Certificates), 1)
+					same("trusts the CA", trusts(c), true) + same("a client certificate", c.GetClientCertificate != nil, true)
 			}},
 		{"ok/rediss-system-roots", Redis{URL: "rediss://redis.internal:6380"}, func(c *tls.Config) string {
-			return same("RootCAs == nil (the system's)", c.RootCAs == nil, true) + same("client certificates", len(c.Certificates), 0)
+			return same("RootCAs == nil (the system's)", c.RootCAs == nil, true) + same("a client certificate", c.GetClientCertificate != nil, false)
 		}},
 		{"ok/sentinel-server-name", Redis{Addrs: []string{"10.0.0.1:26379"}, Mode: RedisSentinel, MasterName: "m", TLS: RedisTLS{Enabled: true, ServerName: "redis.internal"}},
 			func(c *tls.Config) string {
@@ -136,6 +138,51 @@ func TestRedisTLSOptions(t *testing.T) {
 	o, err := Redis{Addrs: []string{"a:1"}, Timeout: Duration(time.Second)}.UniversalOptions()
 	if err != nil || o.TLSConfig != nil {
 		t.Errorf("addrs without tls.enabled: got TLSConfig %v, %v, want none", o.TLSConfig, err)
+	}
+}
+
+// TestRedisTLSClientCertRenewed: a client certificate renewed in place is
+// the one the next connection presents.
+func TestRedisTLSClientCertRenewed(t *testing.T) {
+	dir := t.TempDir()
+	old, renewed := redistest.NewTLSFiles(t, t.TempDir()), redistest.NewTLSFiles(t, t.TempDir())
+	certFile, keyFile := filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
+	install := func(f redistest.TLSFiles) {
+		for from, to := range map[string]string{f.ClientCert: certFile, f.ClientKey: keyFile} {
+			b, err := os.ReadFile(from)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(to, b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	leaf := func(f redistest.TLSFiles) []byte {
+		c, err := tls.LoadX509KeyPair(f.ClientCert, f.ClientKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Certificate[0]
+	}
+	install(old)
+	o, err := Redis{URL: "rediss://cache", Timeout: Duration(time.Second), TLS: RedisTLS{CertFile: certFile, KeyFile: keyFile}}.UniversalOptions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	presented := func() []byte {
+		c, err := o.TLSConfig.GetClientCertificate(&tls.CertificateRequestInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Certificate[0]
+	}
+	if !bytes.Equal(presented(), leaf(old)) {
+		t.Fatalf("before the renewal: another certificate than the one installed")
+	}
+	install(renewed)
+	if !bytes.Equal(presented(), leaf(renewed)) {
+		t.Errorf("after the renewal: the old certificate, want the renewed one")
 	}
 }
 
