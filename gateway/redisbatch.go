@@ -23,10 +23,11 @@ import (
 // through the worker, 1.02x without it, in BenchmarkRedisRoundTrip on the
 // README's VM). A request that finds one in flight queues its operation,
 // and one worker, started by newRedisBatch and stopped by close, sends
-// what is queued as the next pipeline. (With more pipelines in flight the batches stay small; on the
-// 2-core machine of the README a single worker took dpop-redis from 0.70x
-// to 0.80x of dpop over three runs each, and halved Redis's CPU per
-// request.) The queue is bounded. Safe for concurrent use.
+// what is queued as the next pipeline. (With more pipelines in flight the
+// batches stay small; on the 2-core machine of the README a single worker
+// took dpop-redis from 0.70x to 0.80x of dpop over three runs each, and
+// halved Redis's CPU per request.) The queue is bounded. Safe for
+// concurrent use.
 type redisBatch struct {
 	b       *redisBackends
 	mu      sync.Mutex // held while a pipeline is in flight
