@@ -4,12 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/dpopgate/dpopgate/ratelimit"
 	"github.com/dpopgate/dpopgate/replay"
@@ -38,14 +36,14 @@ func TestRedisBatchAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	pipelines0, ops0 := batchSizes(t, b)
-	var sending atomic.Int32 // pipelines the client has begun to send
-	b.client.AddHook(pipelineHook(func() { sending.Add(1) }))
+	h := &countingHook{}
+	b.client.AddHook(h)
 
 	srv.Pause()
 	const n = 100
 	out := make(chan admission, n)
 	go func() { out <- b.claimAllowN(ctx, "first", time.Minute, "bucket", l, 1) }()
-	waitFor(t, "the first operation in flight", func() bool { return sending.Load() == 1 })
+	waitFor(t, "the first operation in flight", func() bool { return h.pipelinesBegun() == 1 })
 	// 99 more: k1..k49 twice each, k0 once, so 50 of them are new.
 	for i := 1; i < n; i++ {
 		go func() { out <- b.claimAllowN(ctx, fmt.Sprint("k", i%50), time.Minute, "bucket", l, 1) }()
@@ -57,13 +55,10 @@ func TestRedisBatchAlone(t *testing.T) {
 	claimed, replayed, allowed, denied := 0, 0, 0, 0
 	for range n {
 		a := <-out
-		switch {
-		case a.claimErr == nil:
+		if accepted(t, a.claimErr) {
 			claimed++
-		case errors.Is(a.claimErr, replay.ErrReplayed):
+		} else {
 			replayed++
-		default:
-			t.Fatalf("claim: %v", a.claimErr)
 		}
 		if a.limitErr != nil {
 			t.Fatalf("decision: %v", a.limitErr)
@@ -87,17 +82,18 @@ func TestRedisBatchAlone(t *testing.T) {
 	}
 }
 
-// pipelineHook calls its function as the client begins to send each
-// pipeline.
-type pipelineHook func()
-
-func (h pipelineHook) DialHook(next redis.DialHook) redis.DialHook          { return next }
-func (h pipelineHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook { return next }
-func (h pipelineHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return func(ctx context.Context, cmds []redis.Cmder) error {
-		h()
-		return next(ctx, cmds)
+// accepted reports whether a claim was accepted (true) or refused as a
+// replay (false), and fails t on any other outcome.
+func accepted(t *testing.T, err error) bool {
+	t.Helper()
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, replay.ErrReplayed):
+		return false
 	}
+	t.Fatalf("claim: %v", err)
+	return false
 }
 
 // waitFor polls cond for up to 10s.
