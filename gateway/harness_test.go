@@ -38,6 +38,10 @@ type echo struct {
 	Body   string      `json:"body"`
 }
 
+// upstreamMark is a field of every answer the upstream writes, to tell
+// them from the gateway's own.
+const upstreamMark = "X-Test-Upstream"
+
 func newUpstream(t testing.TB) *upstream {
 	u := &upstream{release: make(chan struct{})}
 	mux := http.NewServeMux()
@@ -82,7 +86,10 @@ func newUpstream(t testing.TB) *upstream {
 		w.Header().Set("X-RateLimit-Limit", "999999") // the gateway's must win
 		json.NewEncoder(w).Encode(echo{r.Method, r.URL.Path, r.URL.RawQuery, r.Header, string(body)})
 	})
-	u.Server = httptest.NewServer(mux)
+	u.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(upstreamMark, "1")
+		mux.ServeHTTP(w, r)
+	}))
 	t.Cleanup(func() {
 		select {
 		case <-u.release:
@@ -181,7 +188,18 @@ func newEnv(t testing.TB, extra string) *env {
 // %[1]s (issuer) and %[2]s (upstream).
 func newEnvWith(t testing.TB, rateLimits, extra string) *env {
 	t.Helper()
-	e := &env{t: t, iss: authtest.NewIssuer(t), up: newUpstream(t), key: authtest.NewKey(t), logs: &strings.Builder{}}
+	var mu sync.Mutex
+	logs := &strings.Builder{}
+	e := startEnv(t, rateLimits, extra, lockedWriter{&mu, logs})
+	e.logs = logs
+	return e
+}
+
+// startEnv is newEnvWith with the gateway's JSON log lines written to log,
+// which must be safe for concurrent use; e.logs is nil.
+func startEnv(t testing.TB, rateLimits, extra string, log io.Writer) *env {
+	t.Helper()
+	e := &env{t: t, iss: authtest.NewIssuer(t), up: newUpstream(t), key: authtest.NewKey(t)}
 	text := fmt.Sprintf(baseConfig+extra, e.iss.URL, e.up.URL, rateLimits)
 	cfg, err := config.Parse("test.yaml", []byte(text), nil)
 	if err != nil {
@@ -189,9 +207,7 @@ func newEnvWith(t testing.TB, rateLimits, extra string) *env {
 	}
 	e.cfg = cfg
 	e.clock = &fakeClock{now: time.Now()}
-	var mu sync.Mutex
-	log := slog.New(slog.NewJSONHandler(lockedWriter{&mu, e.logs}, nil))
-	e.gw, err = New(cfg, Options{Logger: log, Clock: e.clock.Now})
+	e.gw, err = New(cfg, Options{Logger: slog.New(slog.NewJSONHandler(log, nil)), Clock: e.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
