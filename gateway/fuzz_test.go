@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"mime"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -274,6 +276,41 @@ func FuzzClientIP(f *testing.F) {
 		}
 		if got != want || gotTrusted != wantTrusted {
 			t.Fatalf("peer %q, X-Forwarded-For %q %q: got %v (%v), want %v (%v)", peer, xff1, xff2, got, gotTrusted, want, wantTrusted)
+		}
+	})
+}
+
+// FuzzTokenInForm checks that looking for a token in a form body finds
+// every access_token field url.ParseQuery would, with ';' read as '&' too,
+// in the first maxFormPeek bytes, and hands the body on unchanged.
+func FuzzTokenInForm(f *testing.F) {
+	f.Add("a=1&access_token=x", "application/x-www-form-urlencoded")
+	f.Add("access_token", "application/x-www-form-urlencoded; charset=utf-8")
+	f.Add("x=%zz&access_token_2=1", "APPLICATION/X-WWW-FORM-URLENCODED")
+	f.Add(`{"access_token":"x"}`, "application/json")
+	f.Add("access%5Ftoken=x", "application/x-www-form-urlencoded")
+	f.Add("a=1;%61ccess_token=x", "application/x-www-form-urlencoded")
+	f.Fuzz(func(t *testing.T, body, contentType string) {
+		r := httptest.NewRequest("POST", "/", strings.NewReader(body))
+		r.Header.Set("Content-Type", contentType)
+		got := tokenInForm(r)
+		rest, err := io.ReadAll(r.Body)
+		if err != nil || string(rest) != body {
+			t.Fatalf("the body changed: %q, want %q (%v)", rest, body, err)
+		}
+		head := body[:min(len(body), maxFormPeek)]
+		if mt, _, _ := mime.ParseMediaType(contentType); mt != "application/x-www-form-urlencoded" {
+			if got {
+				t.Fatalf("found a token in a %q body", contentType)
+			}
+			return
+		}
+		q, _ := url.ParseQuery(strings.ReplaceAll(head, ";", "&"))
+		if q.Has("access_token") && !got {
+			t.Fatalf("missed the access_token in %q", head)
+		}
+		if got && !strings.Contains(head, "access_token") && !strings.Contains(head, "%") {
+			t.Fatalf("found an access_token in %q", head)
 		}
 	})
 }

@@ -33,6 +33,13 @@ func TestAnswers(t *testing.T) {
 		}, 400, "invalid_request", nil},
 		{"fail/token-in-query", func() *http.Request { return e.req("GET", "/public/x?access_token="+good) },
 			400, "invalid_request", nil},
+		{"fail/token-in-query-encoded-name", func() *http.Request { return e.req("GET", "/public/x?%61ccess%5Ftoken="+good) },
+			400, "invalid_request", nil},
+		{"fail/token-in-form-encoded-name", func() *http.Request {
+			r, _ := http.NewRequest("POST", e.srv.URL+"/public/x", strings.NewReader("a=1&access%5ftoken="+good))
+			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			return r
+		}, 400, "invalid_request", nil},
 		{"fail/token-in-form", func() *http.Request {
 			r, _ := http.NewRequest("POST", e.srv.URL+"/public/x", strings.NewReader("a=1&access_token="+good))
 			r.Header.Set("Content-Type", "application/x-www-form-urlencoded")

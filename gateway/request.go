@@ -101,11 +101,7 @@ func requestID(r *http.Request, peerTrusted bool) string {
 // tokenInQuery reports an access_token query parameter (RFC 6750 §2.3),
 // which OAuth 2.1 forbids and we refuse.
 func tokenInQuery(rawQuery string) bool {
-	if !strings.Contains(rawQuery, "access_token") {
-		return false
-	}
-	q, err := url.ParseQuery(rawQuery)
-	return err != nil || q.Has("access_token")
+	return holdsToken(rawQuery)
 }
 
 // maxFormPeek bounds how much of a form body is read to look for a token.
@@ -123,11 +119,30 @@ func tokenInForm(r *http.Request) bool {
 	}
 	head, err := io.ReadAll(io.LimitReader(r.Body, maxFormPeek))
 	r.Body = readCloser{io.MultiReader(bytes.NewReader(head), r.Body), r.Body}
-	if err != nil || !bytes.Contains(head, []byte("access_token")) {
+	return err == nil && holdsToken(string(head))
+}
+
+// holdsToken reports whether a query or form names a field access_token,
+// literally or percent-encoded (access%5Ftoken), with '&' or ';' between
+// fields: url.ParseQuery skips a field after a ';', but some upstream
+// frameworks still split there.
+func holdsToken(q string) bool {
+	if !strings.Contains(q, "access_token") && !strings.Contains(q, "%") {
 		return false
 	}
-	q, err := url.ParseQuery(string(head))
-	return err != nil || q.Has("access_token")
+	for q != "" {
+		var field string
+		field, q, _ = strings.Cut(q, "&")
+		for field != "" {
+			var f string
+			f, field, _ = strings.Cut(field, ";")
+			name, _, _ := strings.Cut(f, "=")
+			if n, err := url.QueryUnescape(name); name == "access_token" || err == nil && n == "access_token" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 type readCloser struct {
