@@ -26,19 +26,53 @@ type Proof struct {
 // proofHeader holds the JOSE header members §4.2 requires, plus crit, which
 // must be absent because we understand no extension (RFC 7515 §4.1.11).
 type proofHeader struct {
-	Typ  string          `json:"typ"`
-	Alg  string          `json:"alg"`
-	JWK  json.RawMessage `json:"jwk"`
-	Crit json.RawMessage `json:"crit"`
+	Typ  string
+	Alg  string
+	JWK  json.RawMessage
+	Crit json.RawMessage
+}
+
+// member is where decodeObject puts the member named name.
+func (h *proofHeader) member(name string) any {
+	switch name {
+	case "typ":
+		return &h.Typ
+	case "alg":
+		return &h.Alg
+	case "jwk":
+		return &h.JWK
+	case "crit":
+		return &h.Crit
+	}
+	return nil
 }
 
 type proofClaims struct {
-	JTI   *string  `json:"jti"`
-	HTM   *string  `json:"htm"`
-	HTU   *string  `json:"htu"`
-	IAT   *float64 `json:"iat"`
-	ATH   *string  `json:"ath"`
-	Nonce *string  `json:"nonce"`
+	JTI   *string
+	HTM   *string
+	HTU   *string
+	IAT   *float64
+	ATH   *string
+	Nonce *string
+}
+
+// member is where decodeObject puts the claim named name.
+func (c *proofClaims) member(name string) any {
+	switch name {
+	case "jti":
+		return &c.JTI
+	case "htm":
+		return &c.HTM
+	case "htu":
+		return &c.HTU
+	case "iat":
+		return &c.IAT
+	case "ath":
+		return &c.ATH
+	case "nonce":
+		return &c.Nonce
+	}
+	return nil
 }
 
 // proofInput is everything a proof is checked against.
@@ -141,13 +175,13 @@ func parseProof(raw string) (parsedProof, error) {
 	if p.jws, err = splitCompact(raw); err != nil {
 		return p, proofError(ReasonMalformedProof, "%v", err)
 	}
-	if err := json.Unmarshal(p.jws.header, &p.header); err != nil {
+	if err := decodeObject(p.jws.header, p.header.member); err != nil {
 		return p, proofError(ReasonMalformedProof, "header is not a JSON object of the expected members")
 	}
 	if p.header.Crit != nil {
 		return p, proofError(ReasonMalformedProof, "header has crit, and we understand no extension")
 	}
-	if err := json.Unmarshal(p.jws.payload, &p.claims); err != nil {
+	if err := decodeObject(p.jws.payload, p.claims.member); err != nil {
 		return p, proofError(ReasonMalformedProof, "payload is not a JSON object of the expected claims")
 	}
 	return p, nil
