@@ -3,6 +3,7 @@ package auth
 import (
 	"crypto"
 	"encoding/base64"
+	"encoding/json"
 	"hash/maphash"
 	"sync"
 
@@ -78,9 +79,29 @@ func parseProofJWK(b []byte) *proofJWK {
 	if err != nil {
 		return nil
 	}
+	private = private || hasPrivateMember(b)
 	tp, err := key.Thumbprint(crypto.SHA256)
 	if err != nil {
 		return nil
 	}
 	return &proofJWK{raw: raw, jkt: base64.RawURLEncoding.EncodeToString(tp), private: private}
+}
+
+// privateMembers are the members of a private JWK (RFC 7518 §6.2.2 and
+// §6.3.2, RFC 8037 §2). jwk.IsPrivateKey looks for d alone, but an RSA
+// key's primes (p, q) are its private key without d.
+var privateMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth"}
+
+// hasPrivateMember reports whether the JWK JSON b has a private member.
+func hasPrivateMember(b []byte) bool {
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(b, &members); err != nil {
+		return true
+	}
+	for _, name := range privateMembers {
+		if _, ok := members[name]; ok {
+			return true
+		}
+	}
+	return false
 }
