@@ -1,8 +1,11 @@
 package auth
 
 import (
+	"encoding/base64"
+	"encoding/binary"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fuzzFixture is a verifier with loaded keys (served in memory, so a kid
@@ -67,6 +70,41 @@ func FuzzToken(f *testing.F) {
 		}
 		if err == nil && res.Principal != nil && res.Principal.Issuer != "https://issuer.test" {
 			t.Fatalf("accepted a token from %q", res.Principal.Issuer)
+		}
+	})
+}
+
+// FuzzNonce feeds arbitrary DPoP nonces to NonceSource.Valid. One it
+// accepts must be exactly one the source minted within the lifetime (or
+// up to a step ahead): the fuzzer cannot forge the HMAC, and no second
+// spelling of a minted nonce may pass.
+func FuzzNonce(f *testing.F) {
+	now := testNow
+	n, err := NewNonceSource([]byte(strings.Repeat("s", 32)), 40*time.Second)
+	if err != nil {
+		f.Fatal(err)
+	}
+	minted := n.Nonce(now)
+	f.Add(minted, int64(0))
+	f.Add(minted, int64(-41))
+	f.Add(minted[:len(minted)-1]+"B", int64(0))
+	f.Add(minted+"=", int64(5))
+	f.Add("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", int64(0))
+	f.Fuzz(func(t *testing.T, s string, offset int64) {
+		at := now.Add(time.Duration(offset%1000) * time.Second)
+		if !n.Valid(s, at) {
+			return
+		}
+		b, err := base64.RawURLEncoding.Strict().DecodeString(s)
+		if err != nil || len(b) != nonceLen {
+			t.Fatalf("accepted %q, which does not decode to a nonce", s)
+		}
+		ts := int64(binary.BigEndian.Uint64(b[:8]))
+		if s != n.mint(ts) {
+			t.Fatalf("accepted %q, which is not the nonce minted at %d", s, ts)
+		}
+		if age := at.Sub(time.Unix(ts, 0)); age >= 40*time.Second || age <= -10*time.Second {
+			t.Fatalf("accepted a nonce %v old", age)
 		}
 	})
 }
