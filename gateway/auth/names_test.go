@@ -1,30 +1,10 @@
 package auth
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"strings"
 	"testing"
-
-	"github.com/lestrrat-go/jwx/v2/jwa"
-	"github.com/lestrrat-go/jwx/v2/jws"
 )
-
-// signRawJWS is signJWS for header and claims given as JSON text, so tests
-// control member order, spelling and duplicates.
-func signRawJWS(t testing.TB, alg string, key any, header, claims string) string {
-	t.Helper()
-	input := base64.RawURLEncoding.EncodeToString([]byte(header)) + "." + base64.RawURLEncoding.EncodeToString([]byte(claims))
-	signer, err := jws.NewSigner(jwa.SignatureAlgorithm(alg))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig, err := signer.Sign([]byte(input), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return input + "." + base64.RawURLEncoding.EncodeToString(sig)
-}
 
 // jsonText marshals m and then renames (and, with suffix, extends) its
 // members by plain text replacement, for spellings a map cannot order.

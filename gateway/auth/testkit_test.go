@@ -95,7 +95,14 @@ func signJWS(t testing.TB, alg string, key any, header, claims map[string]any) s
 	if err != nil {
 		t.Fatal(err)
 	}
-	input := base64.RawURLEncoding.EncodeToString(h) + "." + base64.RawURLEncoding.EncodeToString(c)
+	return signRawJWS(t, alg, key, string(h), string(c))
+}
+
+// signRawJWS is signJWS for header and claims given as JSON text, so tests
+// control member order, spelling and duplicates.
+func signRawJWS(t testing.TB, alg string, key any, header, claims string) string {
+	t.Helper()
+	input := base64.RawURLEncoding.EncodeToString([]byte(header)) + "." + base64.RawURLEncoding.EncodeToString([]byte(claims))
 	signer, err := jws.NewSigner(jwa.SignatureAlgorithm(alg))
 	if err != nil {
 		t.Fatal(err)
