@@ -19,7 +19,6 @@ const (
 	codeNotFound       = "not_found"
 	codeBadGateway     = "bad_gateway"
 	codeGatewayTimeout = "gateway_timeout"
-	codeForbidden      = "forbidden" // a token from an issuer the route does not take
 )
 
 // answer is the one shape of every error the gateway writes (spec §4): the
