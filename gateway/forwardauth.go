@@ -84,17 +84,17 @@ func (g *Gateway) serveForwardAuth(w http.ResponseWriter, r *http.Request, s *sn
 	}
 	x.forwardAuth = true
 	if err != nil {
-		g.refuse(w, s, x, forwardRefusal(reasonForwardMalformed, err))
+		g.refuse(r.Context(), w, s, x, forwardRefusal(reasonForwardMalformed, err))
 		return true
 	}
 	t, ans := s.originalTarget(r, x.peerTrusted, envoyURI)
 	if ans != nil {
-		g.refuse(w, s, x, ans)
+		g.refuse(r.Context(), w, s, x, ans)
 		return true
 	}
 	x.target = t
 	if ans := g.admit(r.Context(), s, x, originalRequest(r, t)); ans != nil {
-		g.refuse(w, s, x, ans)
+		g.refuse(r.Context(), w, s, x, ans)
 		return true
 	}
 	g.allow(w, x)
@@ -116,7 +116,7 @@ func (g *Gateway) allow(w http.ResponseWriter, x *exchange) {
 	}
 	h.Set(envoyRemoveHeader, strings.Join(remove, ", "))
 	if x.limited {
-		writeLimitHeaders(h, x.tier, x.limit, x.decision, x.start)
+		writeLimitHeaders(h, x.policy, x.limit, x.decision, x.start)
 	}
 	if x.nonce != "" {
 		h.Set("DPoP-Nonce", x.nonce)

@@ -128,6 +128,7 @@ type exchange struct {
 	limit         ratelimit.Limit
 	decision      ratelimit.Decision
 	limited       bool       // decision holds a real decision (headers are written)
+	policy        string     // the bucket the headers name: the tier, or auth_failures
 	admitted      *admission // claim and decision taken in one round trip, for limit
 	nonce         string
 	reason        string // why the request was refused, for the log
@@ -163,7 +164,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	x.target = s.targetOf(r, peerTrusted)
 	if ans := g.admit(r.Context(), s, x, r); ans != nil {
-		g.refuse(rw, s, x, ans)
+		g.refuse(r.Context(), rw, s, x, ans)
 		return
 	}
 	if x.preflight {
@@ -309,7 +310,7 @@ func (g *Gateway) limit(ctx context.Context, s *snapshot, x *exchange) *answer {
 	case err != nil:
 		return newAnswer(string(auth.TemporarilyUnavailable), "limiter_unavailable", err)
 	}
-	x.limit, x.decision, x.limited = l, d, true
+	x.limit, x.decision, x.limited, x.policy = l, d, true, x.tier
 	if d.Allowed && x.principal == nil && !s.ipCap.Unlimited() {
 		cd, err := g.limits.AllowN(ctx, "ipcap|"+limitKey(x.ip), s.ipCap, 1)
 		switch {
@@ -330,6 +331,30 @@ func (g *Gateway) limit(ctx context.Context, s *snapshot, x *exchange) *answer {
 	return nil
 }
 
+// peekLimit fills in x's decision when the request was refused before the
+// rate-limit step, since every answer on a limited route carries the
+// rate-limit headers (spec §4): the decision taken along with the replay
+// claim, or else a look at the bucket the request would draw on, which
+// takes nothing from it. The tier stays unset: the request was not served
+// in one. Not after a backend failed (503): a second wait for a Redis that
+// does not answer would double the refusal's latency.
+func (g *Gateway) peekLimit(ctx context.Context, s *snapshot, x *exchange) {
+	tier, key, l, ok := bucketFor(s, x)
+	if !ok {
+		return
+	}
+	var d ratelimit.Decision
+	var err error
+	if x.admitted != nil {
+		d, err = x.admitted.decision, x.admitted.limitErr
+	} else {
+		d, err = g.limits.AllowN(ctx, key, l, 0)
+	}
+	if err == nil {
+		x.limit, x.decision, x.limited, x.policy = l, d, true, tier
+	}
+}
+
 // checkAuthFailureBudget refuses, before any signature is checked, a client
 // address that has used up its budget of failed authentications.
 func (g *Gateway) checkAuthFailureBudget(ctx context.Context, s *snapshot, x *exchange) *answer {
@@ -340,6 +365,7 @@ func (g *Gateway) checkAuthFailureBudget(ctx context.Context, s *snapshot, x *ex
 	if err != nil || d.Remaining >= 1 {
 		return nil
 	}
+	x.limit, x.decision, x.limited, x.policy = s.authFailures, d, true, policyAuthFailures
 	a := newAnswer(codeRateLimited, "auth_failures", nil)
 	a.retryAfter = d.RetryAfter
 	if a.retryAfter <= 0 {
@@ -355,7 +381,7 @@ func (g *Gateway) countAuthFailure(ctx context.Context, s *snapshot, x *exchange
 }
 
 // refuse writes the answer for a request the pipeline turned down.
-func (g *Gateway) refuse(w http.ResponseWriter, s *snapshot, x *exchange, a *answer) {
+func (g *Gateway) refuse(ctx context.Context, w http.ResponseWriter, s *snapshot, x *exchange, a *answer) {
 	x.reason = a.reason
 	g.countRefusal(x, a)
 	h := w.Header()
@@ -363,8 +389,11 @@ func (g *Gateway) refuse(w http.ResponseWriter, s *snapshot, x *exchange, a *ans
 		if x.route.cors != nil {
 			x.route.cors.decorate(h, x.origin)
 		}
+		if !x.limited && a.code != string(auth.TemporarilyUnavailable) {
+			g.peekLimit(ctx, s, x)
+		}
 		if x.limited {
-			writeLimitHeaders(h, x.tier, x.limit, x.decision, x.start)
+			writeLimitHeaders(h, x.policy, x.limit, x.decision, x.start)
 		}
 	}
 	if a.code == string(auth.UseDPoPNonce) {

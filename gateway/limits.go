@@ -39,13 +39,23 @@ func tierOf(p *auth.Principal, tiers map[string]ratelimit.Limit) string {
 // bucketOf names the request's tier (in x.tier) and returns its bucket and
 // limit on the route; ok is false when the tier is not limited there.
 func bucketOf(s *snapshot, x *exchange) (key string, l ratelimit.Limit, ok bool) {
-	x.tier = tierOf(x.principal, s.tiers)
-	l, ok = x.route.limits[x.tier]
-	if !ok || l.Unlimited() {
-		return "", ratelimit.Limit{}, false
-	}
-	return bucketKey(x.route.name, x.tier, x.principal, limitKey(x.ip)), l, true
+	x.tier, key, l, ok = bucketFor(s, x)
+	return key, l, ok
 }
+
+// bucketFor is bucketOf without a side effect.
+func bucketFor(s *snapshot, x *exchange) (tier, key string, l ratelimit.Limit, ok bool) {
+	tier = tierOf(x.principal, s.tiers)
+	l, ok = x.route.limits[tier]
+	if !ok || l.Unlimited() {
+		return tier, "", ratelimit.Limit{}, false
+	}
+	return tier, bucketKey(x.route.name, tier, x.principal, limitKey(x.ip)), l, true
+}
+
+// policyAuthFailures names the auth_failures budget in the rate-limit
+// headers of the 429 it causes.
+const policyAuthFailures = "auth_failures"
 
 // bucketKey names a bucket: per route, per tier, per client. Clients are
 // keyed by issuer and client_id, anonymous callers by address (IPv6 /64).

@@ -151,7 +151,7 @@ func (g *Gateway) modifyResponse(res *http.Response) error {
 		delete(h, k)
 	}
 	if x.limited {
-		writeLimitHeaders(h, x.tier, x.limit, x.decision, x.start)
+		writeLimitHeaders(h, x.policy, x.limit, x.decision, x.start)
 	}
 	if x.nonce != "" {
 		h.Set("DPoP-Nonce", x.nonce)
@@ -192,7 +192,7 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	if errors.As(err, &ue) {
 		err = fmt.Errorf("%s upstream: %w", ue.Op, ue.Err)
 	}
-	g.refuse(w, s, x, newAnswer(code, code, err))
+	g.refuse(r.Context(), w, s, x, newAnswer(code, code, err))
 }
 
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
