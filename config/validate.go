@@ -229,15 +229,10 @@ func (r Redis) checkTLS(p *problems) {
 			}
 		}
 	}
-	if t.CertFile != "" && t.KeyFile != "" {
-		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil && fileExists(t.CertFile) && fileExists(t.KeyFile) {
-			p.add("redis.tls.cert_file", "with redis.tls.key_file: %v", err)
-		}
-	}
 }
 
 // certPair checks the cert_file and key_file under path: both or
-// neither, and each there.
+// neither, each there, and together a PEM certificate chain and its key.
 func certPair(p *problems, path, cert, key string) {
 	switch {
 	case cert != "" && key == "":
@@ -250,6 +245,11 @@ func certPair(p *problems, path, cert, key string) {
 	}
 	if key != "" {
 		file(p, path+".key_file", key)
+	}
+	if fileExists(cert) && fileExists(key) {
+		if _, err := tls.LoadX509KeyPair(cert, key); err != nil {
+			p.add(path+".cert_file", "with %s.key_file: %v", path, err)
+		}
 	}
 }
 
