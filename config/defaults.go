@@ -16,6 +16,7 @@ func defaultTiers() map[string]Tier {
 	return map[string]Tier{
 		TierAnonymous: {Rate: Rate{60, time.Minute}, Burst: 60},
 		TierClient:    {Rate: Rate{600, time.Minute}, Burst: 600},
+		"business":    {Rate: Rate{3000, time.Minute}, Burst: 3000}, // picked by tier_claim
 	}
 }
 

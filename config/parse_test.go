@@ -41,6 +41,7 @@ func documented() Config {
 			Tiers: map[string]Tier{
 				"anonymous": {Rate: Rate{60, time.Minute}, Burst: 60},
 				"client":    {Rate: Rate{600, time.Minute}, Burst: 600},
+				"business":  {Rate: Rate{3000, time.Minute}, Burst: 3000},
 			},
 			AuthFailures: Tier{Rate: Rate{10, time.Minute}, Burst: 10},
 			MaxKeys:      1000000,
