@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -114,7 +115,7 @@ func TestDockerfile(t *testing.T) {
 	if !slices.Equal(image, ci) {
 		t.Fatalf("deploy/Dockerfile builds with %q, .ci/run with %q: keep them the same", image, ci)
 	}
-	want := []string{"CGO_ENABLED=0", "go", "build", "-trimpath", "-ldflags", "-s -w", "./cmd/dpopgate"}
+	want := []string{"CGO_ENABLED=0", "go", "build", "-trimpath", "-ldflags", "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}", "./cmd/dpopgate"}
 	if !slices.Equal(image, want) {
 		t.Fatalf("got build %q, want %q", image, want)
 	}
@@ -158,5 +159,42 @@ func TestDockerfile(t *testing.T) {
 				t.Errorf("COPY %s: %v", src, err)
 			}
 		}
+	}
+}
+
+// TestImageVersion builds the binary with the Dockerfile's build line, its
+// ARGs set as docker build --build-arg would set them, and shows that
+// "dpopgate version" then names that version and commit: the image's
+// build context has no .git for Go to read them from.
+func TestImageVersion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	words := buildLine(t, "Dockerfile")
+	args := map[string]string{"VERSION": "v1.2.3", "COMMIT": "0123456789abcdef0123456789abcdef01234567"}
+	var env []string
+	for len(words) > 0 && strings.Contains(words[0], "=") {
+		env, words = append(env, words[0]), words[1:]
+	}
+	for k, v := range args {
+		env = append(env, k+"="+v)
+	}
+	bin := filepath.Join(t.TempDir(), "dpopgate")
+	argv := append(slices.Clone(words[2:len(words)-1]), "-o", bin, words[len(words)-1])
+	for i := range argv {
+		argv[i] = os.Expand(argv[i], func(k string) string { return args[k] })
+	}
+	build := exec.Command("go", append([]string{"build"}, argv...)...)
+	build.Dir, build.Env = "..", append(os.Environ(), env...)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("%v: %v\n%s", build.Args, err, out)
+	}
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "dpopgate v1.2.3 (commit 0123456789abcdef0123456789abcdef01234567, go"
+	if !strings.HasPrefix(string(out), want) {
+		t.Fatalf("dpopgate version says %q, want %q…", out, want)
 	}
 }
