@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -469,19 +470,26 @@ func TestRedisTLS(t *testing.T) {
 		t.Fatalf("over TLS with server_name localhost: got %d %s, want 200", res.status, res.body)
 	}
 
-	for _, tt := range []struct{ name, tls, why string }{
-		{"fail/no ca_file", "cert_file: " + f.ClientCert + ", key_file: " + f.ClientKey, "certificate signed by unknown authority"},
+	for _, tt := range []struct {
+		name, tls string
+		why       []string // one of these
+	}{
+		{"fail/no ca_file", "cert_file: " + f.ClientCert + ", key_file: " + f.ClientKey, []string{"certificate signed by unknown authority"}},
 		{"fail/server_name the certificate lacks", "ca_file: " + f.CA + ", cert_file: " + f.ClientCert + ", key_file: " + f.ClientKey + ", server_name: redis.example.com",
-			"certificate is valid for localhost, not redis.example.com"},
-		{"fail/no client certificate", "ca_file: " + f.CA, "tls: certificate required"},
+			[]string{"certificate is valid for localhost, not redis.example.com"}},
+		// In TLS 1.3 the server refuses the missing certificate after the
+		// client's handshake is done: its alert can lose the race with the
+		// reset of the connection it closes.
+		{"fail/no client certificate", "ca_file: " + f.CA, []string{"tls: certificate required", "connection reset by peer"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newRedisEnv(t, section(tt.tls), "fail_closed", "fail_closed")
 			if res := e.do(e.signed("/api/x", e.token(nil))); res.status != 503 || res.err.Error != "temporarily_unavailable" {
 				t.Errorf("got %d %s, want 503 temporarily_unavailable", res.status, res.body)
 			}
-			if status, check := readyz(t, e); status != 503 || !strings.Contains(check, tt.why) {
-				t.Errorf("readyz: got %d, redis check %q, want 503 saying %q", status, check, tt.why)
+			status, check := readyz(t, e)
+			if status != 503 || !slices.ContainsFunc(tt.why, func(w string) bool { return strings.Contains(check, w) }) {
+				t.Errorf("readyz: got %d, redis check %q, want 503 saying one of %q", status, check, tt.why)
 			}
 		})
 	}
