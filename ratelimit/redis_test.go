@@ -25,8 +25,8 @@ func redisHarness(c redis.UniversalClient) func(t *testing.T) harness {
 			limiter: NewRedis(c, fmt.Sprintf("case%d:", cases.Add(1))),
 			now:     time.Now,
 			advance: time.Sleep,
-			slack:   50 * time.Millisecond,
-			scale:   10,
+			slack:   100 * time.Millisecond,
+			scale:   25,
 		}
 	}
 }
