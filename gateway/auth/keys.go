@@ -37,7 +37,7 @@ type verifyKey struct {
 
 // keySnapshot is an immutable view of a JWKS, swapped in whole on refresh.
 type keySnapshot struct {
-	byKID     map[string]*verifyKey
+	byKID     map[string][]*verifyKey // several keys may share a kid (RFC 7517 §4.5)
 	all       []*verifyKey
 	fetchedAt time.Time
 }
@@ -132,8 +132,8 @@ func (ks *keySet) rememberMissing(kid string, now time.Time) {
 	ks.missing[kid] = now.Add(ks.minInterval)
 }
 
-// find returns the keys of s usable for kid and alg: the key with that kid,
-// or, for a token without kid, up to maxKeysTried keys.
+// find returns up to maxKeysTried keys of s usable for alg: those with that
+// kid, or, for a token without kid, any.
 func (s *keySnapshot) find(kid, alg string) []*verifyKey {
 	if s == nil {
 		return nil
@@ -141,14 +141,12 @@ func (s *keySnapshot) find(kid, alg string) []*verifyKey {
 	usable := func(k *verifyKey) bool {
 		return (k.alg == "" || k.alg == alg) && algorithms[alg] != nil && algorithms[alg].keyOK(k.raw)
 	}
+	candidates := s.all
 	if kid != "" {
-		if k := s.byKID[kid]; k != nil && usable(k) {
-			return []*verifyKey{k}
-		}
-		return nil
+		candidates = s.byKID[kid]
 	}
 	var keys []*verifyKey
-	for _, k := range s.all {
+	for _, k := range candidates {
 		if usable(k) {
 			if keys = append(keys, k); len(keys) == maxKeysTried {
 				break
@@ -231,7 +229,7 @@ func (ks *keySet) fetch(ctx context.Context, now time.Time) (*keySnapshot, time.
 	if err != nil {
 		return nil, 0, fmt.Errorf("JWKS of %s does not parse: %w", ks.issuer, err)
 	}
-	snap := &keySnapshot{byKID: make(map[string]*verifyKey, set.Len()), fetchedAt: now}
+	snap := &keySnapshot{byKID: make(map[string][]*verifyKey, set.Len()), fetchedAt: now}
 	for i := 0; i < set.Len(); i++ {
 		key, _ := set.Key(i)
 		if use := key.KeyUsage(); use != "" && use != "sig" {
@@ -249,7 +247,7 @@ func (ks *keySet) fetch(ctx context.Context, now time.Time) (*keySnapshot, time.
 		k := &verifyKey{kid: key.KeyID(), alg: key.Algorithm().String(), raw: raw}
 		snap.all = append(snap.all, k)
 		if k.kid != "" {
-			snap.byKID[k.kid] = k
+			snap.byKID[k.kid] = append(snap.byKID[k.kid], k)
 		}
 	}
 	if len(snap.all) == 0 {

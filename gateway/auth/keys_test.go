@@ -39,6 +39,27 @@ func TestKeyRotation(t *testing.T) {
 	wantCode(t, err, InvalidToken, ReasonUnknownKID)
 }
 
+// TestSharedKID: keys of different types may share a kid, as equivalent
+// alternatives (RFC 7517 §4.5); each verifies the tokens it signed, and
+// one does not hide the other.
+func TestSharedKID(t *testing.T) {
+	now := testNow
+	ti := newTestIssuer(t)
+	for kid, alg := range map[string]string{"rsa": "RS256", "ec": "ES256", "ed": "EdDSA"} {
+		ti.addKey(t, kid, alg)
+		ti.publishAs(kid, "shared")
+	}
+	v := newTestVerifier(t, ti)
+	for _, kid := range []string{"rsa", "ec", "ed"} {
+		if _, err := v.Verify(bg, bearer(ti.token(t, kid, ti.claims("", now)), now)); err != nil {
+			t.Errorf("a token signed by the %s key under the shared kid: got %v, want success", kid, err)
+		}
+	}
+	if got := ti.fetches.Load(); got != 1 {
+		t.Errorf("got %d JWKS fetches, want 1", got)
+	}
+}
+
 func TestIssuerDownServesCachedKeys(t *testing.T) {
 	now := testNow
 	ti := newTestIssuer(t)
@@ -172,7 +193,7 @@ func TestTokenCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Take the keys away: only a cache hit can still verify the token.
-	v.order[0].keys.snap.Store(&keySnapshot{byKID: map[string]*verifyKey{}, fetchedAt: now})
+	v.order[0].keys.snap.Store(&keySnapshot{byKID: map[string][]*verifyKey{}, fetchedAt: now})
 	ti.down.Store(true)
 	for i := 0; i < 1000; i++ {
 		if _, err := v.Verify(bg, bearer(tok, now.Add(time.Second))); err != nil {

@@ -124,6 +124,7 @@ type testIssuer struct {
 	keys        map[string]crypto.Signer // kid -> private key
 	algs        map[string]string        // kid -> alg
 	retired     map[string]bool          // kids no longer published
+	published   map[string]string        // kid -> the kid the JWKS and tokens show, when another
 	fetches     atomic.Int32             // JWKS requests
 	discoveries atomic.Int32             // metadata requests
 	down        atomic.Bool
@@ -141,7 +142,7 @@ func newTestIssuer(t testing.TB) *testIssuer {
 // newTestIssuerAt builds the issuer's handler for url without listening;
 // newTestIssuer puts it on httptest, synctest tests call it in memory.
 func newTestIssuerAt(t testing.TB, url string) *testIssuer {
-	ti := &testIssuer{URL: url, keys: map[string]crypto.Signer{}, algs: map[string]string{}, retired: map[string]bool{}}
+	ti := &testIssuer{URL: url, keys: map[string]crypto.Signer{}, algs: map[string]string{}, retired: map[string]bool{}, published: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/oauth-authorization-server", func(w http.ResponseWriter, r *http.Request) {
 		ti.discoveries.Add(1)
@@ -186,6 +187,22 @@ func (ti *testIssuer) addKey(t testing.TB, kid, alg string) {
 	ti.algs[kid] = alg
 }
 
+// publishAs shows the key kid under another kid, in the JWKS and in the
+// tokens it signs: several keys can then share one.
+func (ti *testIssuer) publishAs(kid, shown string) {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	ti.published[kid] = shown
+}
+
+// shownKID is the kid the key kid is published under.
+func (ti *testIssuer) shownKID(kid string) string {
+	if shown, ok := ti.published[kid]; ok {
+		return shown
+	}
+	return kid
+}
+
 // removeKey stops publishing kid; tests can still sign with it.
 func (ti *testIssuer) removeKey(kid string) {
 	ti.mu.Lock()
@@ -202,7 +219,7 @@ func (ti *testIssuer) jwks(t testing.TB) []byte {
 			continue
 		}
 		pub := publicJWK(t, k)
-		pub.Set(jwk.KeyIDKey, kid)
+		pub.Set(jwk.KeyIDKey, ti.shownKID(kid))
 		pub.Set(jwk.KeyUsageKey, "sig")
 		set.AddKey(pub)
 	}
@@ -231,9 +248,9 @@ func (ti *testIssuer) claims(jkt string, now time.Time) map[string]any {
 // token signs claims with the issuer's key kid, typ at+jwt.
 func (ti *testIssuer) token(t testing.TB, kid string, claims map[string]any) string {
 	ti.mu.Lock()
-	k, alg := ti.keys[kid], ti.algs[kid]
+	k, alg, shown := ti.keys[kid], ti.algs[kid], ti.shownKID(kid)
 	ti.mu.Unlock()
-	return signJWS(t, alg, k, map[string]any{"alg": alg, "typ": "at+jwt", "kid": kid}, claims)
+	return signJWS(t, alg, k, map[string]any{"alg": alg, "typ": "at+jwt", "kid": shown}, claims)
 }
 
 func randomID() string {
