@@ -25,11 +25,7 @@ func jsonText(t testing.TB, m map[string]any, replace ...string) string {
 // another htm or htu.
 func TestProofMemberNamesExact(t *testing.T) {
 	now := testNow
-	ti := newTestIssuer(t)
-	ti.addKey(t, "k1", "ES256")
-	v := newTestVerifier(t, ti)
-	pk := newProofKey(t, "ES256", "client")
-	token := ti.token(t, "k1", ti.claims(pk.jkt, now))
+	_, v, pk, token := boundSetup(t, "ES256")
 
 	// proof signs the valid header and claims after text replacements on
 	// each (pairs, as for strings.NewReplacer).

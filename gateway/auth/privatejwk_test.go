@@ -13,11 +13,7 @@ import (
 // factors alone are the whole private key, with or without d.
 func TestProofRSAPrivateMembers(t *testing.T) {
 	now := testNow
-	ti := newTestIssuer(t)
-	ti.addKey(t, "k1", "ES256")
-	v := newTestVerifier(t, ti)
-	pk := newProofKey(t, "RS256", "client")
-	token := ti.token(t, "k1", ti.claims(pk.jkt, now))
+	_, v, pk, token := boundSetup(t, "RS256")
 	priv, err := jwk.FromRaw(pk.priv)
 	if err != nil {
 		t.Fatal(err)

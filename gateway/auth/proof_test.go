@@ -17,11 +17,7 @@ var testNow = time.Unix(1_800_000_000, 0)
 // member of an otherwise valid proof, signed for real.
 func TestProofChecks(t *testing.T) {
 	now := testNow
-	ti := newTestIssuer(t)
-	ti.addKey(t, "k1", "ES256")
-	v := newTestVerifier(t, ti)
-	pk := newProofKey(t, "ES256", "client")
-	token := ti.token(t, "k1", ti.claims(pk.jkt, now))
+	ti, v, pk, token := boundSetup(t, "ES256")
 	otherToken := ti.token(t, "k1", ti.claims(pk.jkt, now))
 
 	// sign re-signs header and claims with the client's key.
@@ -226,11 +222,7 @@ func TestNonces(t *testing.T) {
 	}
 	other, _ := NewNonceSource([]byte(strings.Repeat("o", 32)), 5*time.Minute)
 	replica, _ := NewNonceSource(secret, 5*time.Minute)
-	ti := newTestIssuer(t)
-	ti.addKey(t, "k1", "ES256")
-	v := newTestVerifier(t, ti, func(o *Options) { o.Nonces = src })
-	pk := newProofKey(t, "ES256", "client")
-	token := ti.token(t, "k1", ti.claims(pk.jkt, testNow))
+	_, v, pk, token := boundSetup(t, "ES256", func(o *Options) { o.Nonces = src })
 
 	fresh := src.Nonce(testNow)
 	if got := src.Nonce(testNow.Add(10 * time.Second)); got != fresh {

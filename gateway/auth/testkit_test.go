@@ -253,6 +253,19 @@ func (ti *testIssuer) token(t testing.TB, kid string, claims map[string]any) str
 	return signJWS(t, alg, k, map[string]any{"alg": alg, "typ": "at+jwt", "kid": shown}, claims)
 }
 
+// boundSetup is what most proof tests start from: an issuer with an ES256
+// key k1, a verifier for it (changed by mod), a client key for proofs
+// under proofAlg, and a token from the issuer bound to that key, issued at
+// testNow.
+func boundSetup(t testing.TB, proofAlg string, mod ...func(*Options)) (*testIssuer, *Verifier, *proofKey, string) {
+	t.Helper()
+	ti := newTestIssuer(t)
+	ti.addKey(t, "k1", "ES256")
+	v := newTestVerifier(t, ti, mod...)
+	pk := newProofKey(t, proofAlg, "client")
+	return ti, v, pk, ti.token(t, "k1", ti.claims(pk.jkt, testNow))
+}
+
 func randomID() string {
 	b := make([]byte, 16)
 	rand.Read(b)

@@ -160,11 +160,7 @@ func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s
 // TestSchemes covers §3.3 and the binding rules of RFC 9449 §7.
 func TestSchemes(t *testing.T) {
 	now := testNow
-	ti := newTestIssuer(t)
-	ti.addKey(t, "k1", "ES256")
-	v := newTestVerifier(t, ti)
-	pk := newProofKey(t, "ES256", "client")
-	bound := ti.token(t, "k1", ti.claims(pk.jkt, now))
+	ti, v, pk, bound := boundSetup(t, "ES256")
 	unbound := ti.token(t, "k1", ti.claims("", now))
 	proof := func(tok string) []string { return []string{pk.proof(t, "POST", testURL, tok, now)} }
 
