@@ -26,15 +26,18 @@ type Gateway struct {
 	snap       atomic.Pointer[snapshot]
 	limits     limiter
 	replay     replayStore
-	authLimits limiter        // failed authentications per IP: limits, or local when limits are on Redis
-	redis      *redisBackends // nil without Redis
-	replayWarn rate.Sometimes
-	log        *slog.Logger
-	clock      func() time.Time
-	httpClient *http.Client
-	metrics    *metrics
-	usage      usage
-	draining   atomic.Bool
+	authLimits limiter // failed authentications per IP: limits, or local when limits are on Redis
+	// limitsInProcess: limits is the memory backend, which answers a look
+	// at a bucket without I/O.
+	limitsInProcess bool
+	redis           *redisBackends // nil without Redis
+	replayWarn      rate.Sometimes
+	log             *slog.Logger
+	clock           func() time.Time
+	httpClient      *http.Client
+	metrics         *metrics
+	usage           usage
+	draining        atomic.Bool
 }
 
 // Options are the parts of a Gateway that do not come from its config.
@@ -79,6 +82,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 	if g.replay == nil {
 		g.replay = replay.NewMemory(replay.MemoryOptions{MaxEntries: cfg.Replay.MaxEntries, Clock: g.clock})
 	}
+	_, g.limitsInProcess = g.limits.(*ratelimit.Memory)
 	if g.authLimits == nil {
 		g.authLimits = g.limits
 	}
@@ -336,8 +340,9 @@ func (g *Gateway) limit(ctx context.Context, s *snapshot, x *exchange) *answer {
 // rate-limit headers (spec §4): the decision taken along with the replay
 // claim, or else a look at the bucket the request would draw on, which
 // takes nothing from it. The tier stays unset: the request was not served
-// in one. Not after a backend failed (503): a second wait for a Redis that
-// does not answer would double the refusal's latency.
+// in one. A look is taken on the memory backend only: on Redis it would
+// cost a round trip, and refusals are kept off Redis (a flood of bad
+// tokens, a Redis that does not answer, must not reach or wait on it).
 func (g *Gateway) peekLimit(ctx context.Context, s *snapshot, x *exchange) {
 	tier, key, l, ok := bucketFor(s, x)
 	if !ok {
@@ -345,10 +350,13 @@ func (g *Gateway) peekLimit(ctx context.Context, s *snapshot, x *exchange) {
 	}
 	var d ratelimit.Decision
 	var err error
-	if x.admitted != nil {
+	switch {
+	case x.admitted != nil:
 		d, err = x.admitted.decision, x.admitted.limitErr
-	} else {
+	case g.limitsInProcess:
 		d, err = g.limits.AllowN(ctx, key, l, 0)
+	default:
+		return
 	}
 	if err == nil {
 		x.limit, x.decision, x.limited, x.policy = l, d, true, tier
@@ -389,7 +397,7 @@ func (g *Gateway) refuse(ctx context.Context, w http.ResponseWriter, s *snapshot
 		if x.route.cors != nil {
 			x.route.cors.decorate(h, x.origin)
 		}
-		if !x.limited && a.code != string(auth.TemporarilyUnavailable) {
+		if !x.limited {
 			g.peekLimit(ctx, s, x)
 		}
 		if x.limited {
