@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode"
 )
 
 // target is the request the client made, as the gateway must judge it: the
@@ -122,12 +123,14 @@ func tokenInForm(r *http.Request) bool {
 	return err == nil && holdsToken(string(head))
 }
 
-// holdsToken reports whether a query or form names a field access_token,
-// literally or percent-encoded (access%5Ftoken), with '&' or ';' between
-// fields: url.ParseQuery skips a field after a ';', but some upstream
-// frameworks still split there.
+// holdsToken reports whether a query or form has a field an upstream could
+// read as access_token (see tokenName), its name percent-decoded or not,
+// with '&' or ';' between fields: url.ParseQuery skips a field after a
+// ';', but some frameworks still split there.
 func holdsToken(q string) bool {
-	if !strings.Contains(q, "access_token") && !strings.Contains(q, "%") {
+	// Every spelling tokenName takes has "acce" in ASCII (only s and k
+	// have other case forms outside ASCII); a percent-encoded one has '%'.
+	if !containsFoldASCII(q, "acce") && !strings.Contains(q, "%") {
 		return false
 	}
 	for q != "" {
@@ -137,9 +140,42 @@ func holdsToken(q string) bool {
 			var f string
 			f, field, _ = strings.Cut(field, ";")
 			name, _, _ := strings.Cut(f, "=")
-			if n, err := url.QueryUnescape(name); name == "access_token" || err == nil && n == "access_token" {
+			if n, err := url.QueryUnescape(name); err == nil {
+				name = n
+			}
+			if tokenName(name) {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// tokenName reports whether a field name reads as access_token to some
+// framework: in any case (ASP.NET Core matches names so, ſ for s
+// included), with '.', ' ' or '[' for the '_' and leading spaces (PHP
+// turns those into '_' and drops these).
+func tokenName(name string) bool {
+	const want = "access_token"
+	i := 0
+	for _, r := range strings.TrimLeft(name, " ") {
+		if i == len(want) {
+			return false
+		}
+		c := rune(want[i])
+		if c == '_' && !strings.ContainsRune("_. [", r) || c != '_' && unicode.ToLower(unicode.ToUpper(r)) != c && unicode.ToLower(r) != c {
+			return false
+		}
+		i++
+	}
+	return i == len(want)
+}
+
+// containsFoldASCII reports whether s holds sub, ASCII letters in any case.
+func containsFoldASCII(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
 		}
 	}
 	return false
