@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
@@ -97,16 +98,8 @@ type introspected struct {
 // introspectionClaims is an RFC 7662 §2.2 answer: the claims of a JWT access
 // token, plus active.
 type introspectionClaims struct {
-	Active *bool
+	Active *bool `json:"active"`
 	tokenClaims
-}
-
-// member is where decodeObject puts the member named name.
-func (c *introspectionClaims) member(name string) any {
-	if name == "active" {
-		return &c.Active
-	}
-	return c.tokenClaims.member(name)
 }
 
 // check returns the principal of an active token, the reason it is refused,
@@ -201,7 +194,7 @@ func (in *introspector) call(ctx context.Context, v *Verifier, iss *issuer, toke
 		return introspected{}, errors.New("answer too large")
 	}
 	var c introspectionClaims
-	if err := decodeObject(raw, c.member); err != nil || c.Active == nil {
+	if err := jsonv2.Unmarshal(raw, &c); err != nil || c.Active == nil {
 		return introspected{}, errors.New("answer is not an RFC 7662 JSON object with active")
 	}
 	if !*c.Active {

@@ -2,7 +2,6 @@ package auth
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"strings"
 )
@@ -58,26 +57,4 @@ func decodePart(buf []byte, s string) (part, rest []byte, err error) {
 		return nil, nil, errBase64
 	}
 	return buf[:n:n], buf[n:], nil
-}
-
-// decodeObject decodes the JSON object data member by member: member says
-// where the member of that exact name goes, or nil to ignore it. Member
-// names are case-sensitive (RFC 8259 §4, RFC 7515 §4, RFC 7519 §4), but
-// encoding/json matches struct fields in any case, so that a proof with
-// "htm":"GET" and "HTM":"POST" would be read as a POST, and a token with a
-// "CNF":null after its cnf as unbound: a claim its signer never made. An
-// exact duplicate resolves to the last one, as encoding/json does.
-func decodeObject(data []byte, member func(name string) any) error {
-	var members map[string]json.RawMessage
-	if err := json.Unmarshal(data, &members); err != nil {
-		return err
-	}
-	for name, raw := range members {
-		if dst := member(name); dst != nil {
-			if err := json.Unmarshal(raw, dst); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }

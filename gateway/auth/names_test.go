@@ -50,6 +50,10 @@ func TestProofMemberNamesExact(t *testing.T) {
 		{"fail/htu-shadowed-by-HTU", func() string {
 			return proof(nil, []string{`"htu":"` + testURL + `"`, `"htu":"https://api.example.com/tools/delete"`, `"iat":`, `"HTU":"` + testURL + `","iat":`})
 		}, ""},
+		// One member twice: parsers that keep the first and those that keep
+		// the last would read two htm; RFC 7515 §5.2 lets us refuse it.
+		{"fail/htm-twice", func() string { return proof(nil, []string{`"jti":`, `"htm":"GET","jti":`}) }, ReasonMalformedProof},
+		{"fail/typ-twice", func() string { return proof([]string{`"alg":`, `"typ":"jwt","alg":`}, nil) }, ReasonMalformedProof},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := tc.proof()
@@ -101,6 +105,9 @@ func TestTokenClaimNamesExact(t *testing.T) {
 		{"fail/exp-spelled-EXP", func() string {
 			return token(ti.claims("", now), `"exp":`, `"EXP":`)
 		}, ReasonMissingExp},
+		{"fail/aud-twice", func() string {
+			return token(ti.claims("", now), `"client_id":`, `"aud":"https://other.example.com","client_id":`)
+		}, ReasonMalformedToken},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tok := tc.token()

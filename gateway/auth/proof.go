@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"strings"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // maxJTILen bounds the jti we store for replay detection; RFC 9449 §4.2 asks
@@ -26,53 +28,19 @@ type Proof struct {
 // proofHeader holds the JOSE header members §4.2 requires, plus crit, which
 // must be absent because we understand no extension (RFC 7515 §4.1.11).
 type proofHeader struct {
-	Typ  string
-	Alg  string
-	JWK  json.RawMessage
-	Crit json.RawMessage
-}
-
-// member is where decodeObject puts the member named name.
-func (h *proofHeader) member(name string) any {
-	switch name {
-	case "typ":
-		return &h.Typ
-	case "alg":
-		return &h.Alg
-	case "jwk":
-		return &h.JWK
-	case "crit":
-		return &h.Crit
-	}
-	return nil
+	Typ  string          `json:"typ"`
+	Alg  string          `json:"alg"`
+	JWK  json.RawMessage `json:"jwk"`
+	Crit json.RawMessage `json:"crit"`
 }
 
 type proofClaims struct {
-	JTI   *string
-	HTM   *string
-	HTU   *string
-	IAT   *float64
-	ATH   *string
-	Nonce *string
-}
-
-// member is where decodeObject puts the claim named name.
-func (c *proofClaims) member(name string) any {
-	switch name {
-	case "jti":
-		return &c.JTI
-	case "htm":
-		return &c.HTM
-	case "htu":
-		return &c.HTU
-	case "iat":
-		return &c.IAT
-	case "ath":
-		return &c.ATH
-	case "nonce":
-		return &c.Nonce
-	}
-	return nil
+	JTI   *string  `json:"jti"`
+	HTM   *string  `json:"htm"`
+	HTU   *string  `json:"htu"`
+	IAT   *float64 `json:"iat"`
+	ATH   *string  `json:"ath"`
+	Nonce *string  `json:"nonce"`
 }
 
 // proofInput is everything a proof is checked against.
@@ -168,20 +136,24 @@ func checkSingleHeader(headers []string) (string, error) {
 
 // parseProof: "The DPoP HTTP request header field value is a single and
 // well-formed JWT" (§4.3 item 2): compact JWS, JSON objects in header and
-// payload, no critical extensions.
+// payload, no critical extensions. The objects are read by jsonv2 (the
+// coming encoding/json/v2): member names match exactly, as JSON's are
+// case-sensitive (encoding/json would take "HTM" for htm), and a member
+// given twice is refused (RFC 7515 §5.2 allows it), so that no other
+// reader of the same proof can see another htm, htu or ath.
 func parseProof(raw string) (parsedProof, error) {
 	var p parsedProof
 	var err error
 	if p.jws, err = splitCompact(raw); err != nil {
 		return p, proofError(ReasonMalformedProof, "%v", err)
 	}
-	if err := decodeObject(p.jws.header, p.header.member); err != nil {
+	if err := jsonv2.Unmarshal(p.jws.header, &p.header); err != nil {
 		return p, proofError(ReasonMalformedProof, "header is not a JSON object of the expected members")
 	}
 	if p.header.Crit != nil {
 		return p, proofError(ReasonMalformedProof, "header has crit, and we understand no extension")
 	}
-	if err := decodeObject(p.jws.payload, p.claims.member); err != nil {
+	if err := jsonv2.Unmarshal(p.jws.payload, &p.claims); err != nil {
 		return p, proofError(ReasonMalformedProof, "payload is not a JSON object of the expected claims")
 	}
 	return p, nil

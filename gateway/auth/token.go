@@ -7,6 +7,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // Principal is who a verified access token speaks for. It is shared between
@@ -46,70 +48,26 @@ func (p *Principal) MissingScopes(want []string) []string {
 }
 
 type tokenHeader struct {
-	Alg  string
-	Kid  string
-	Typ  string
-	Crit json.RawMessage
+	Alg  string          `json:"alg"`
+	Kid  string          `json:"kid"`
+	Typ  string          `json:"typ"`
+	Crit json.RawMessage `json:"crit"`
 }
 
 // tokenClaims are the claims of RFC 9068 §2.2 we read. Optional numbers are
 // pointers so "absent" and "0" differ.
 type tokenClaims struct {
-	Iss      string
-	Sub      string
-	Aud      audience
-	Exp      *float64
-	Nbf      *float64
-	Iat      *float64
-	ClientID string
-	Azp      string
-	Scope    string
-	Scp      json.RawMessage
-	Cnf      json.RawMessage
-}
-
-// member is where decodeObject puts the member named name.
-func (h *tokenHeader) member(name string) any {
-	switch name {
-	case "alg":
-		return &h.Alg
-	case "kid":
-		return &h.Kid
-	case "typ":
-		return &h.Typ
-	case "crit":
-		return &h.Crit
-	}
-	return nil
-}
-
-// member is where decodeObject puts the claim named name.
-func (c *tokenClaims) member(name string) any {
-	switch name {
-	case "iss":
-		return &c.Iss
-	case "sub":
-		return &c.Sub
-	case "aud":
-		return &c.Aud
-	case "exp":
-		return &c.Exp
-	case "nbf":
-		return &c.Nbf
-	case "iat":
-		return &c.Iat
-	case "client_id":
-		return &c.ClientID
-	case "azp":
-		return &c.Azp
-	case "scope":
-		return &c.Scope
-	case "scp":
-		return &c.Scp
-	case "cnf":
-		return &c.Cnf
-	}
-	return nil
+	Iss      string          `json:"iss"`
+	Sub      string          `json:"sub"`
+	Aud      audience        `json:"aud"`
+	Exp      *float64        `json:"exp"`
+	Nbf      *float64        `json:"nbf"`
+	Iat      *float64        `json:"iat"`
+	ClientID string          `json:"client_id"`
+	Azp      string          `json:"azp"`
+	Scope    string          `json:"scope"`
+	Scp      json.RawMessage `json:"scp"`
+	Cnf      json.RawMessage `json:"cnf"`
 }
 
 // audience is aud, a string or an array of strings (RFC 7519 §4.1.3).
@@ -142,13 +100,14 @@ func (v *Verifier) verifyToken(ctx context.Context, raw string, sum [32]byte, al
 		return p, nil
 	}
 	jws, err := splitCompact(raw)
+	// jsonv2, as for proofs (see parseProof): exact names, no duplicates.
 	var h tokenHeader
 	var c tokenClaims
 	if err == nil {
-		err = decodeObject(jws.header, h.member)
+		err = jsonv2.Unmarshal(jws.header, &h)
 	}
 	if err == nil {
-		err = decodeObject(jws.payload, c.member)
+		err = jsonv2.Unmarshal(jws.payload, &c)
 	}
 	if err != nil || h.Alg == "" {
 		// Not a JWT: an opaque token, for the issuers that introspect.
