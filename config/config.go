@@ -228,7 +228,8 @@ type RateLimits struct {
 	// TierClaim is the token claim naming a tier; "" disables it. Default "tier".
 	TierClaim string `yaml:"tier_claim" json:"tier_claim"`
 	// Tiers by name (^[a-z][a-z0-9_-]{0,31}$). The file's tiers are merged
-	// over the defaults anonymous {60/m, burst 60} and client {600/m, burst 600}.
+	// over the defaults anonymous {60/m, burst 60}, client {600/m, burst
+	// 600} and business {3000/m, burst 3000}.
 	Tiers map[string]Tier `yaml:"tiers" json:"tiers"`
 	// AnonymousIPCap, when set, caps anonymous calls per IP across all routes.
 	AnonymousIPCap *Tier `yaml:"anonymous_ip_cap" json:"anonymous_ip_cap"`
