@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"io"
 	"mime"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"net/url"
@@ -108,19 +109,76 @@ func tokenInQuery(rawQuery string) bool {
 // maxFormPeek bounds how much of a form body is read to look for a token.
 const maxFormPeek = 64 << 10
 
-// tokenInForm reports an access_token in a form-encoded body (RFC 6750
-// §2.2). It reads at most maxFormPeek bytes and puts them back.
+// tokenInForm reports an access_token in a form body (RFC 6750 §2.2):
+// url-encoded, or a multipart/form-data field, within the body's first
+// maxFormPeek bytes, which it reads and puts back. The Content-Type is
+// read as leniently as PHP reads it, so that no body an upstream takes
+// for a form goes unchecked.
 func tokenInForm(r *http.Request) bool {
 	if r.Body == nil || r.Body == http.NoBody {
 		return false
 	}
-	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
-	if mt != "application/x-www-form-urlencoded" {
+	ct := r.Header.Get("Content-Type")
+	var holds func(head []byte) bool
+	switch formMediaType(ct) {
+	case "application/x-www-form-urlencoded":
+		holds = func(head []byte) bool { return holdsToken(string(head)) }
+	case "multipart/form-data":
+		boundary := multipartBoundary(ct)
+		if boundary == "" {
+			return false
+		}
+		holds = func(head []byte) bool { return multipartHoldsToken(head, boundary) }
+	default:
 		return false
 	}
 	head, err := io.ReadAll(io.LimitReader(r.Body, maxFormPeek))
 	r.Body = readCloser{io.MultiReader(bytes.NewReader(head), r.Body), r.Body}
-	return err == nil && holdsToken(string(head))
+	return err == nil && holds(head)
+}
+
+// formMediaType is the media type of a Content-Type as PHP takes it (the
+// most lenient reader of forms we know, main/SAPI.c): up to the first ';',
+// ',', space or tab, in lower case.
+func formMediaType(ct string) string {
+	ct = strings.TrimLeft(ct, " \t")
+	if i := strings.IndexAny(ct, ";, \t"); i >= 0 {
+		ct = ct[:i]
+	}
+	return strings.ToLower(ct)
+}
+
+// multipartBoundary is the boundary parameter of a multipart Content-Type,
+// read leniently when mime.ParseMediaType refuses the whole value.
+func multipartBoundary(ct string) string {
+	if _, params, err := mime.ParseMediaType(ct); err == nil {
+		return params["boundary"]
+	}
+	i := strings.Index(strings.ToLower(ct), "boundary=")
+	if i < 0 {
+		return ""
+	}
+	b := ct[i+len("boundary="):]
+	if j := strings.IndexAny(b, ";,"); j >= 0 {
+		b = b[:j]
+	}
+	return strings.Trim(strings.TrimSpace(b), `"`)
+}
+
+// multipartHoldsToken reports a multipart/form-data part in head named as
+// access_token (see tokenName). A part cut off by the end of head still
+// counts when its headers are whole.
+func multipartHoldsToken(head []byte, boundary string) bool {
+	mr := multipart.NewReader(bytes.NewReader(head), boundary)
+	for {
+		p, err := mr.NextPart()
+		if err != nil {
+			return false
+		}
+		if tokenName(p.FormName()) {
+			return true
+		}
+	}
 }
 
 // holdsToken reports whether a query or form has a field an upstream could
@@ -152,13 +210,25 @@ func holdsToken(q string) bool {
 }
 
 // tokenName reports whether a field name reads as access_token to some
-// framework: in any case (ASP.NET Core matches names so, ſ for s
-// included), with '.', ' ' or '[' for the '_' and leading spaces (PHP
-// turns those into '_' and drops these).
+// framework:
+//   - in any case (ASP.NET Core matches names so, ſ for s included);
+//   - with '.', ' ' or an unmatched '[' for the '_', leading spaces, and
+//     anything from a NUL byte on (PHP turns those into '_', drops these,
+//     and ends a name at NUL);
+//   - with array syntax after it, access_token[] or access_token[0]
+//     (PHP, Rack, qs: the field is then access_token's first element);
+//   - wrapped in brackets, [access_token], access_token], ]access_token
+//     (Rack 2 and qs unwrap them).
 func tokenName(name string) bool {
 	const want = "access_token"
+	name, _, _ = strings.Cut(name, "\x00")
+	name = strings.TrimLeft(name, " []")
+	if i := strings.IndexByte(name, '['); i > 0 && strings.IndexByte(name[i:], ']') > 0 {
+		name = name[:i]
+	}
+	name = strings.TrimRight(name, "]")
 	i := 0
-	for _, r := range strings.TrimLeft(name, " ") {
+	for _, r := range name {
 		if i == len(want) {
 			return false
 		}
