@@ -241,10 +241,17 @@ func tokenName(name string) bool {
 	return i == len(want)
 }
 
-// containsFoldASCII reports whether s holds sub, ASCII letters in any case.
+// containsFoldASCII reports whether s holds sub, a word of lower-case ASCII
+// letters, in any case. It runs on every query, so it stays a plain loop:
+// b|0x20 is b in lower case for a letter, and equals a lower-case letter
+// for nothing else.
 func containsFoldASCII(s, sub string) bool {
 	for i := 0; i+len(sub) <= len(s); i++ {
-		if strings.EqualFold(s[i:i+len(sub)], sub) {
+		j := 0
+		for j < len(sub) && s[i+j]|0x20 == sub[j] {
+			j++
+		}
+		if j == len(sub) {
 			return true
 		}
 	}
