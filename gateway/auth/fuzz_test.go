@@ -3,9 +3,14 @@ package auth
 import (
 	"encoding/base64"
 	"encoding/binary"
+	"fmt"
+	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // fuzzFixture is a verifier with loaded keys (served in memory, so a kid
@@ -105,6 +110,58 @@ func FuzzNonce(f *testing.F) {
 		}
 		if age := at.Sub(time.Unix(ts, 0)); age >= 40*time.Second || age <= -10*time.Second {
 			t.Fatalf("accepted a nonce %v old", age)
+		}
+	})
+}
+
+// FuzzIntrospection feeds arbitrary bytes to the verifier as an issuer's
+// RFC 7662 answer about an opaque token. It must never panic; a failure is
+// a typed error; and a token it accepts is one the answer calls active,
+// for the configured issuer.
+func FuzzIntrospection(f *testing.F) {
+	ti := newTestIssuerAt(f, "https://issuer.test")
+	ti.addKey(f, "k1", "ES256")
+	var answer atomic.Pointer[[]byte]
+	mux := http.NewServeMux()
+	mux.Handle("/", ti.handler)
+	mux.HandleFunc("/introspect", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(*answer.Load())
+	})
+	v := newTestVerifier(f, ti, func(o *Options) {
+		o.HTTPClient = inMemory(mux)
+		o.Issuers[0].Introspection = &IntrospectionOptions{Endpoint: ti.URL + "/introspect", ClientID: "gateway", ClientSecret: "s",
+			CacheTTL: time.Minute, NegativeCacheTTL: time.Second}
+	})
+	exp := testNow.Add(time.Hour).Unix()
+	for _, s := range []string{
+		fmt.Sprintf(`{"active":true,"iss":"https://issuer.test","sub":"u","client_id":"c","aud":"https://api.example.com","exp":%d}`, exp),
+		fmt.Sprintf(`{"active":true,"client_id":"c","exp":%d,"scope":"a b","tier":"business"}`, exp),
+		`{"active":false}`, `{"active":"true"}`, `{"ACTIVE":true}`, `{"active":true,"active":true}`, `null`, `[]`, `{"active":true,"exp":1e999}`,
+		fmt.Sprintf(`{"active":true,"exp":%d,"cnf":{"jkt":"x"}}`, exp),
+	} {
+		f.Add([]byte(s))
+	}
+	var n atomic.Int64
+	f.Fuzz(func(t *testing.T, body []byte) {
+		answer.Store(&body)
+		token := fmt.Sprintf("opaque-token-%d", n.Add(1)) // never cached
+		res, err := v.Verify(bg, bearer(token, testNow))
+		if err != nil {
+			if AsError(err) == nil {
+				t.Fatalf("got an untyped error %v", err)
+			}
+			return
+		}
+		var a struct {
+			Active bool   `json:"active"`
+			Iss    string `json:"iss"`
+		}
+		if jsonv2.Unmarshal(body, &a) != nil || !a.Active || a.Iss != "" && a.Iss != ti.URL {
+			t.Fatalf("accepted a token on the answer %q", body)
+		}
+		if res.Principal == nil || res.Principal.Issuer != ti.URL || !res.Principal.Introspected {
+			t.Fatalf("accepted with principal %+v", res.Principal)
 		}
 	})
 }
