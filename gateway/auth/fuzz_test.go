@@ -165,3 +165,54 @@ func FuzzIntrospection(f *testing.F) {
 		}
 	})
 }
+
+// FuzzJWKS serves arbitrary bytes as the issuer's JWKS to a fresh verifier
+// and presents a token signed by the issuer's real key. It must never
+// panic; a failure is a typed error; and the token passes only when the
+// set carries that key (its x coordinate), since no other key verifies it.
+func FuzzJWKS(f *testing.F) {
+	ti := newTestIssuerAt(f, "https://issuer.test")
+	ti.addKey(f, "k1", "ES256")
+	token := ti.token(f, "k1", ti.claims("", testNow))
+	real := ti.jwks(f)
+	pub, err := jsonv2.Marshal(publicJWK(f, ti.keys["k1"]))
+	if err != nil {
+		f.Fatal(err)
+	}
+	var members map[string]any
+	jsonv2.Unmarshal(pub, &members)
+	x, _ := members["x"].(string)
+	if x == "" {
+		f.Fatalf("no x in %s", pub)
+	}
+	for _, s := range []string{
+		string(real), `{"keys":[]}`, `{"keys":[{"kty":"EC","crv":"P-256","x":"","y":""}]}`, `{"keys":null}`, `[]`,
+		`{"keys":[{"kty":"oct","k":"c2VjcmV0","kid":"k1"}]}`, `{"keys":[{"kty":"RSA","n":"AQAB","e":"AQAB","kid":"k1"}]}`,
+		strings.Replace(string(real), `"sig"`, `"enc"`, 1),
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		mux := http.NewServeMux()
+		mux.Handle("/", ti.handler)
+		mux.HandleFunc("/jwks", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(body)
+		})
+		v, err := New(Options{
+			Issuers: []IssuerOptions{{Issuer: ti.URL, Audiences: []string{"https://api.example.com"}, Algorithms: []string{"ES256", "RS256", "EdDSA"},
+				RefreshInterval: time.Hour, MinRefreshInterval: time.Hour}},
+			DPoPAlgorithms: []string{"ES256"}, MaxAge: time.Minute, HTTPClient: inMemory(mux),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = v.Verify(bg, bearer(token, testNow))
+		if err != nil && AsError(err) == nil {
+			t.Fatalf("got an untyped error %v", err)
+		}
+		if err == nil && !strings.Contains(string(body), x) {
+			t.Fatalf("accepted the token on a JWKS without its key: %q", body)
+		}
+	})
+}
