@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,7 +50,9 @@ func newTestBackends(tb testing.TB, addr string, timeout time.Duration) *redisBa
 // round trip on the same client, right before the operation, so that both
 // see the same machine: bare-ns/op and op-ns/op are those two times, and
 // x-bare is their ratio (the target: 1.2 or less, one round trip). ns/op
-// counts both. empty-script is the floor of any Lua decision: EVALSHA of a
+// counts both. set-us/call and script-us/call are the server's own time
+// for each SET (the bare one, and the claim's) and each script run, from
+// INFO commandstats. empty-script is the floor of any Lua decision: EVALSHA of a
 // script that only returns, what Redis's scripting costs before the
 // script does anything. Run it with:
 //
@@ -98,6 +101,9 @@ func BenchmarkRedisRoundTrip(b *testing.B) {
 			run++
 			prefix := strconv.Itoa(run) + ":" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
 			var bareNs, opNs time.Duration
+			if err := be.client.ConfigResetStat(ctx).Err(); err != nil {
+				b.Fatal(err)
+			}
 			i := 0
 			for b.Loop() {
 				i++
@@ -116,6 +122,34 @@ func BenchmarkRedisRoundTrip(b *testing.B) {
 			b.ReportMetric(float64(bareNs.Nanoseconds())/float64(b.N), "bare-ns/op")
 			b.ReportMetric(float64(opNs.Nanoseconds())/float64(b.N), "op-ns/op")
 			b.ReportMetric(float64(opNs)/float64(bareNs), "x-bare")
+			// What the server spent on each call, by its own clock.
+			info, err := be.client.Info(ctx, "commandstats").Result()
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, c := range []struct{ cmd, unit string }{{"set", "set-us/call"}, {"evalsha", "script-us/call"}} {
+				if us, ok := usecPerCall(info, c.cmd); ok {
+					b.ReportMetric(us, c.unit)
+				}
+			}
 		})
 	}
+}
+
+// usecPerCall is the usec_per_call of cmd in an INFO commandstats reply,
+// and whether cmd was called.
+func usecPerCall(info, cmd string) (float64, bool) {
+	for _, line := range strings.Split(info, "\r\n") {
+		rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":")
+		if !ok {
+			continue
+		}
+		for _, field := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(field, "usec_per_call="); ok {
+				us, err := strconv.ParseFloat(v, 64)
+				return us, err == nil
+			}
+		}
+	}
+	return 0, false
 }
