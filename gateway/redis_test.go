@@ -277,7 +277,7 @@ func TestRedisFailureModes(t *testing.T) {
 					return false
 				}
 				// The decision is Redis's again: the client's bucket is there.
-				key := "dpopgate:rl:{api|client|" + e.iss.URL + "|agent-1}"
+				key := "dpopgate:bucket:{api|client|" + e.iss.URL + "|agent-1}"
 				return rc.Exists(t.Context(), key).Val() == 1
 			}
 			deadline := time.Now().Add(10 * time.Second)
@@ -431,7 +431,7 @@ func TestRedisSentinel(t *testing.T) {
 	t.Logf("%d requests failed during the failover", failed)
 	replica := redis.NewClient(&redis.Options{Addr: s.Replica.Addr()})
 	defer replica.Close()
-	bucket := "dpopgate:rl:{api|client|" + e.iss.URL + "|agent-1}"
+	bucket := "dpopgate:bucket:{api|client|" + e.iss.URL + "|agent-1}"
 	if n, err := replica.Exists(t.Context(), bucket).Result(); err != nil || n != 1 {
 		t.Errorf("the client's bucket on the new primary: got %d, %v, want it there", n, err)
 	}

@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	_ "embed"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -31,12 +32,16 @@ var bucketScript = redis.NewScript(bucketLua)
 // two backends answer alike; see Memory.AllowN for the contract. Time on
 // the server has microsecond resolution.
 //
-// A bucket is one hash, <prefix>rl:{<key>}, holding its tokens, when it
-// last changed, and the rate and burst it was last used with; the hash
+// A bucket is one string, <prefix>bucket:{<key>}, of 32 bytes: its
+// tokens, when it last changed, and the rate and burst it was last used
+// with, as four little-endian float64s; the hash
 // tag keeps it in one Cluster slot. It expires when it would have refilled
 // (a full bucket carries no information: a missing one is full), so Redis
 // holds only the buckets in use. A call that takes nothing, or is denied,
-// writes nothing unless the Limit changed.
+// writes nothing unless the Limit changed. (Buckets used to be hashes
+// under <prefix>rl:{<key>}; the new name keeps replicas of the two
+// versions off each other's keys during a rolling upgrade, at the price of
+// a budget each until it ends.)
 //
 // Create a Redis with NewRedis; the zero Redis is not usable.
 type Redis struct {
@@ -94,7 +99,7 @@ func (r *Redis) AllowNIn(ctx context.Context, p redis.Pipeliner, key string, l L
 
 // scriptArgs are the KEYS and ARGV of redis.lua.
 func (r *Redis) scriptArgs(key string, l Limit, n int) ([]string, []any) {
-	return []string{r.prefix + "rl:{" + key + "}"},
+	return []string{r.prefix + "bucket:{" + key + "}"},
 		[]any{strconv.FormatFloat(l.PerSecond(), 'g', -1, 64), l.Capacity(), n}
 }
 
@@ -114,12 +119,14 @@ func decision(l Limit, n int, cmd *redis.Cmd) (Decision, error) {
 		return Decision{}, fmt.Errorf("ratelimit: redis: unexpected allowed of type %T, want 0 or 1", reply[0])
 	}
 	s, ok := reply[1].(string)
-	if !ok {
-		return Decision{}, fmt.Errorf("ratelimit: redis: unexpected tokens of type %T, want a number as a string", reply[1])
+	if !ok || len(s) != 8 {
+		return Decision{}, fmt.Errorf("ratelimit: redis: unexpected tokens of type %T, want 8 bytes", reply[1])
 	}
-	tokens, err := strconv.ParseFloat(s, 64)
-	if err != nil || math.IsNaN(tokens) || math.IsInf(tokens, 0) {
-		return Decision{}, fmt.Errorf("ratelimit: redis: tokens %q is not a number", s)
+	tokens := math.Float64frombits(binary.LittleEndian.Uint64([]byte(s)))
+	// The script caps tokens at the burst, and a take overdraws by less
+	// than a nanosecond's refill.
+	if math.IsNaN(tokens) || tokens < -1 || tokens > float64(l.Capacity()) {
+		return Decision{}, fmt.Errorf("ratelimit: redis: tokens %v out of range", tokens)
 	}
 	return decide(l, time.Now(), tokens, n, allowed == 1), nil
 }

@@ -2,7 +2,9 @@ package ratelimit
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"sync/atomic"
@@ -127,14 +129,15 @@ func TestRedisMatchesMemory(t *testing.T) {
 	t.Logf("600 calls, %d limit changes", changes)
 }
 
-// TestRedisBucketStorage: a bucket is one hash under a hash-tagged key that
-// expires when the bucket would be full again; looking, and being denied,
-// write nothing.
+// TestRedisBucketStorage: a bucket is 32 bytes under a hash-tagged key
+// (its tokens, the server's time, rate and burst, as little-endian
+// float64s) that expires when the bucket would be full again; looking, and
+// being denied, write nothing.
 func TestRedisBucketStorage(t *testing.T) {
 	_, c := newRedisClient(t)
 	ctx := t.Context()
 	r := NewRedis(c, "dg:")
-	key := "dg:rl:{route|client|iss|agent}"
+	key := "dg:bucket:{route|client|iss|agent}"
 	allow := func(l Limit, n int) Decision {
 		t.Helper()
 		d, err := r.AllowN(ctx, "route|client|iss|agent", l, n)
@@ -166,19 +169,33 @@ func TestRedisBucketStorage(t *testing.T) {
 	if pttl, err := c.PTTL(ctx, key).Result(); err != nil || pttl <= 2*time.Second || pttl > 3*time.Second {
 		t.Errorf("PTTL after taking 3 of 60/m: got %v, %v, want just under 3s", pttl, err)
 	}
-	before, err := c.HGetAll(ctx, key).Result()
+	before, err := c.Get(ctx, key).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, f := range []string{"tokens", "sec", "usec", "rate", "burst"} {
-		if before[f] == "" {
-			t.Errorf("bucket hash: no field %q in %v", f, before)
-		}
+	if len(before) != 32 {
+		t.Fatalf("bucket: got %d bytes, want 32", len(before))
+	}
+	field := func(i int) float64 {
+		return math.Float64frombits(binary.LittleEndian.Uint64([]byte(before[8*i:])))
+	}
+	serverTime, err := c.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tokens := field(0); tokens != 57 {
+		t.Errorf("bucket tokens: got %v, want 57", tokens)
+	}
+	if last := time.UnixMicro(int64(field(1))); last.After(serverTime) || serverTime.Sub(last) > time.Second {
+		t.Errorf("bucket time: got %v, want just before the server's %v", last, serverTime)
+	}
+	if rate, burst := field(2), field(3); rate != 1 || burst != 60 {
+		t.Errorf("bucket rate and burst: got %v, %v, want 1, 60", rate, burst)
 	}
 	allow(perMinute60, 0)
 	allow(perMinute60, 100)
-	if after, _ := c.HGetAll(ctx, key).Result(); fmt.Sprint(after) != fmt.Sprint(before) {
-		t.Errorf("a peek and a denied take changed the bucket: got %v, was %v", after, before)
+	if after, _ := c.Get(ctx, key).Result(); after != before {
+		t.Errorf("a peek and a denied take changed the bucket: got %x, was %x", after, before)
 	}
 	// A new, smaller burst that the bucket already holds makes it full:
 	// it is deleted.
@@ -213,8 +230,8 @@ func TestRedisOneScriptCall(t *testing.T) {
 			calls = append(calls, strings.TrimPrefix(name, "cmdstat_")+"="+n)
 		}
 	}
-	// Commands a script runs count too: time, hmget, hset and pexpire.
-	want := "config|resetstat=1 evalsha=1 hmget=1 hset=1 pexpire=1 time=1"
+	// Commands a script runs count too: time, get and set.
+	want := "config|resetstat=1 evalsha=1 get=1 set=1 time=1"
 	if got := strings.Join(sortedStrings(calls), " "); got != want {
 		t.Errorf("commands for one decision: got %s, want %s", got, want)
 	}
@@ -273,11 +290,17 @@ func TestRedisErrors(t *testing.T) {
 	srv, c := newRedisClient(t)
 	ctx := t.Context()
 	r := NewRedis(c, "dg:")
-	if err := c.Set(ctx, "dg:rl:{string}", "x", 0).Err(); err != nil {
+	// What an older gateway, or someone else, left under a bucket's key.
+	if err := c.Set(ctx, "dg:bucket:{short}", "x", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if d, err := r.AllowN(ctx, "string", perHour10, 1); err == nil {
-		t.Errorf("bucket key holding a string: got %+v, want an error", d)
+	if err := c.HSet(ctx, "dg:bucket:{hash}", "tokens", "3").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"short", "hash"} {
+		if d, err := r.AllowN(ctx, key, perHour10, 1); err == nil {
+			t.Errorf("bucket key holding a %s: got %+v, want an error", key, d)
+		}
 	}
 	for _, tt := range []struct {
 		name  string
@@ -288,8 +311,11 @@ func TestRedisErrors(t *testing.T) {
 		{"fail/allowed not an integer", []any{"1", "3"}},
 		{"fail/allowed out of range", []any{int64(2), "3"}},
 		{"fail/tokens not a string", []any{int64(1), int64(3)}},
-		{"fail/tokens not a number", []any{int64(1), "lots"}},
-		{"fail/tokens NaN", []any{int64(1), "nan"}},
+		{"fail/tokens not 8 bytes", []any{int64(1), "lots"}},
+		{"fail/tokens over the burst", []any{int64(1), packed(11)}},
+		{"fail/tokens far below zero", []any{int64(1), packed(-2)}},
+		{"fail/tokens NaN", []any{int64(1), packed(math.NaN())}},
+		{"fail/tokens infinite", []any{int64(1), packed(math.Inf(-1))}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cmd := redis.NewCmd(ctx)
@@ -305,4 +331,9 @@ func TestRedisErrors(t *testing.T) {
 	if d, err := r.AllowN(ctx, "k", perHour10, 1); err == nil {
 		t.Errorf("Redis down: got %+v, want an error", d)
 	}
+}
+
+// packed is a float64 as the script returns it.
+func packed(f float64) string {
+	return string(binary.LittleEndian.AppendUint64(nil, math.Float64bits(f)))
 }
