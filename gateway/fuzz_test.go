@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
+	"mime/multipart"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -283,9 +285,10 @@ func FuzzClientIP(f *testing.F) {
 }
 
 // FuzzTokenInForm checks that looking for a token in a form body finds
-// every field url.ParseQuery would read (with ';' read as '&' too) in the
-// first maxFormPeek bytes whose name is access_token in any case, with
-// '.', ' ' or '[' for '_'; and hands the body on unchanged.
+// every field url.ParseQuery would read (with ';' read as '&' too) whose
+// name is access_token in any case, with '.', ' ' or '[' for '_': in the
+// first maxFormPeek bytes before the request goes on, past them as the
+// body is read; and that a body with no such field is handed on unchanged.
 func FuzzTokenInForm(f *testing.F) {
 	f.Add("a=1&access_token=x", "application/x-www-form-urlencoded")
 	f.Add("access_token", "application/x-www-form-urlencoded; charset=utf-8")
@@ -296,33 +299,111 @@ func FuzzTokenInForm(f *testing.F) {
 	f.Add("b=2& Access.Token=x", "application/x-www-form-urlencoded")
 	f.Add("--b\r\nContent-Disposition: form-data; name=\"access_token[]\"\r\n\r\nx\r\n--b--\r\n", "multipart/form-data; boundary=b")
 	f.Add("[access_token]=x", "application/x-www-form-urlencoded, text/plain")
+	f.Add("pad="+strings.Repeat("x", maxFormPeek)+"&access_token=x", "application/x-www-form-urlencoded")
 	f.Fuzz(func(t *testing.T, body, contentType string) {
 		r := httptest.NewRequest("POST", "/", strings.NewReader(body))
 		r.Header.Set("Content-Type", contentType)
-		got := tokenInForm(r)
+		found := tokenInForm(r)
 		rest, err := io.ReadAll(r.Body)
-		if err != nil || string(rest) != body {
+		switch {
+		case errors.Is(err, errTokenInBody):
+			if found || len(body) <= maxFormPeek || !strings.HasPrefix(body, string(rest)) || len(rest) == len(body) {
+				t.Fatalf("a token found as the body streamed, after %d of %d bytes (found before: %v)", len(rest), len(body), found)
+			}
+			found = true
+		case err != nil || string(rest) != body:
 			t.Fatalf("the body changed: %q, want %q (%v)", rest, body, err)
 		}
-		head := body[:min(len(body), maxFormPeek)]
 		switch formMediaType(contentType) {
 		case "application/x-www-form-urlencoded":
 		case "multipart/form-data":
-			return // the body handed on is all this checks of multipart
+			return // FuzzFormScanner checks multipart bodies
 		default:
-			if got {
+			if found {
 				t.Fatalf("found a token in a %q body", contentType)
 			}
 			return
 		}
-		q, _ := url.ParseQuery(strings.ReplaceAll(head, ";", "&"))
-		for name := range q {
-			if n := strings.NewReplacer(".", "_", " ", "_", "[", "_").Replace(strings.TrimLeft(name, " ")); strings.ToLower(n) == "access_token" && !got {
-				t.Fatalf("missed the field %q in %q", name, head)
-			}
+		if name, ok := parsedTokenField(body); ok && !found {
+			t.Fatalf("missed the field %q in %q", name, body)
 		}
-		if got && !containsFoldASCII(head, "acce") && !strings.Contains(head, "%") {
-			t.Fatalf("found an access_token in %q", head)
+		if found && !containsFoldASCII(body, "acce") && !strings.Contains(body, "%") && !hasLongName(body) {
+			t.Fatalf("found an access_token in %q", body)
+		}
+	})
+}
+
+// parsedTokenField is a field of form, as url.ParseQuery reads it with ';'
+// read as '&' too, whose name is access_token in any case, with '.', ' '
+// or '[' for '_' and leading spaces: the reference the form fuzz targets
+// check against.
+func parsedTokenField(form string) (string, bool) {
+	q, _ := url.ParseQuery(strings.ReplaceAll(form, ";", "&"))
+	for name := range q {
+		if n := strings.NewReplacer(".", "_", " ", "_", "[", "_").Replace(strings.TrimLeft(name, " ")); strings.ToLower(n) == "access_token" {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// hasLongName reports a field in a form longer than maxFieldName.
+func hasLongName(form string) bool {
+	for _, field := range strings.FieldsFunc(form, func(r rune) bool { return r == '&' || r == ';' }) {
+		if name, _, _ := strings.Cut(field, "="); len(name) > maxFieldName {
+			return true
+		}
+	}
+	return false
+}
+
+// FuzzFormScanner checks that a form scanner fed a body in pieces (each
+// cut a byte of cuts long) answers as when fed it whole, and that it
+// finds every field named as access_token that url.ParseQuery, or Go's
+// multipart.Reader, reads in it.
+func FuzzFormScanner(f *testing.F) {
+	f.Add("a=1&access_token=x", false, []byte{1, 2, 3})
+	f.Add("a=1&"+strings.Repeat("b", maxFieldName)+"=2", false, []byte{200})
+	f.Add("--b\r\nContent-Disposition: form-data; name=\"access_token\"\r\n\r\nx\r\n--b--\r\n", true, []byte{3})
+	f.Add("--b\r\nContent-Disposition: form-data; name=a\r\n\r\n\n--b\nContent-Disposition: attachment;\n name=ACCESS_TOKEN\n\nx", true, []byte{1})
+	f.Add("--b--\r\n\r\n--b\r\nContent-Disposition: form-data; name=access_token\r\n\r\n", true, []byte{7, 1})
+	f.Fuzz(func(t *testing.T, body string, isMultipart bool, cuts []byte) {
+		scanner := func() formScanner {
+			if isMultipart {
+				return newMultipartScanner("b")
+			}
+			return &queryScanner{}
+		}
+		whole := scanner()
+		want := whole.scan([]byte(body)) || whole.end()
+		pieces, got, rest := scanner(), false, body
+		for i := 0; rest != "" && !got; i++ {
+			n := len(rest)
+			if len(cuts) > 0 {
+				n = min(n, max(1, int(cuts[i%len(cuts)])))
+			}
+			got = pieces.scan([]byte(rest[:n]))
+			rest = rest[n:]
+		}
+		got = got || pieces.end()
+		if got != want {
+			t.Fatalf("in pieces %v: %v, whole: %v", cuts, got, want)
+		}
+		if !isMultipart {
+			if name, ok := parsedTokenField(body); ok && !want {
+				t.Fatalf("missed the field %q in %q", name, body)
+			}
+			return
+		}
+		mr := multipart.NewReader(strings.NewReader(body), "b")
+		for {
+			p, err := mr.NextPart()
+			if err != nil {
+				break
+			}
+			if tokenName(p.FormName()) && !want {
+				t.Fatalf("missed the part %q in %q", p.FormName(), body)
+			}
 		}
 	})
 }

@@ -26,6 +26,10 @@ type upstream struct {
 	*httptest.Server
 	mu   sync.Mutex
 	last *http.Request
+	// lastBody is what the last request to / carried, and lastBodyErr
+	// why reading it stopped short, if it did.
+	lastBody    string
+	lastBodyErr error
 	// release ends an /sse stream.
 	release chan struct{}
 }
@@ -78,9 +82,9 @@ func newUpstream(t testing.TB) *upstream {
 		<-r.Context().Done()
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
+		body, err := io.ReadAll(r.Body)
 		u.mu.Lock()
-		u.last = r
+		u.last, u.lastBody, u.lastBodyErr = r, string(body), err
 		u.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("X-RateLimit-Limit", "999999") // the gateway's must win

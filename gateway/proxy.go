@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/dpopgate/dpopgate/gateway/auth"
 )
 
 // newTransport returns the Transport of one upstream: explicit timeouts
@@ -164,7 +166,8 @@ func (g *Gateway) modifyResponse(res *http.Response) error {
 }
 
 // proxyError answers 502 when the upstream cannot be reached and 504 when
-// it does not answer in time, in the gateway's JSON shape.
+// it does not answer in time, in the gateway's JSON shape; and 400 when the
+// request's form body turned out to hold an access_token (formGuard).
 func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away; there is nobody to answer.
@@ -173,11 +176,6 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		}
 		return
 	}
-	code := codeBadGateway
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
-		code = codeGatewayTimeout
-	}
 	s := g.snap.Load()
 	x := exchangeOf(r.Context())
 	if x == nil {
@@ -185,6 +183,15 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	if !x.upstreamStart.IsZero() {
 		x.upstream = g.clock().Sub(x.upstreamStart)
+	}
+	if errors.Is(err, errTokenInBody) {
+		g.refuse(r.Context(), w, s, x, newAnswer(string(auth.InvalidRequest), "token_in_query", err))
+		return
+	}
+	code := codeBadGateway
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+		code = codeGatewayTimeout
 	}
 	// The cause goes to the log: keep the operation and the error, not the
 	// upstream URL, which may carry the client's query string.

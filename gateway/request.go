@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"io"
 	"mime"
-	"mime/multipart"
 	"net"
 	"net/http"
 	"net/url"
@@ -109,32 +108,48 @@ func tokenInQuery(rawQuery string) bool {
 // maxFormPeek bounds how much of a form body is read to look for a token.
 const maxFormPeek = 64 << 10
 
+// maxFieldName bounds a form field's name: a longer one is refused, as it
+// could hide an access_token (see queryScanner).
+const maxFieldName = 4 << 10
+
 // tokenInForm reports an access_token in a form body (RFC 6750 §2.2):
-// url-encoded, or a multipart/form-data field, within the body's first
-// maxFormPeek bytes, which it reads and puts back. The Content-Type is
-// read as leniently as PHP reads it, so that no body an upstream takes
-// for a form goes unchecked.
+// url-encoded, or a multipart/form-data field. It reads the body's first
+// maxFormPeek bytes and looks into them, and puts them back; a longer body
+// goes on through a formGuard, which looks into the rest as it streams
+// upstream. The Content-Type is read as leniently as PHP reads it, so that
+// no body an upstream takes for a form goes unchecked.
 func tokenInForm(r *http.Request) bool {
 	if r.Body == nil || r.Body == http.NoBody {
 		return false
 	}
 	ct := r.Header.Get("Content-Type")
-	var holds func(head []byte) bool
+	var s formScanner
 	switch formMediaType(ct) {
 	case "application/x-www-form-urlencoded":
-		holds = func(head []byte) bool { return holdsToken(string(head)) }
+		s = &queryScanner{}
 	case "multipart/form-data":
 		boundary := multipartBoundary(ct)
 		if boundary == "" {
 			return false
 		}
-		holds = func(head []byte) bool { return multipartHoldsToken(head, boundary) }
+		s = newMultipartScanner(boundary)
 	default:
 		return false
 	}
 	head, err := io.ReadAll(io.LimitReader(r.Body, maxFormPeek))
-	r.Body = readCloser{io.MultiReader(bytes.NewReader(head), r.Body), r.Body}
-	return err == nil && holds(head)
+	rest, found := io.Reader(r.Body), false
+	switch {
+	case err != nil:
+		// The client's body broke off; so will the proxy's copy of it.
+	case s.scan(head):
+		found = true
+	case len(head) < maxFormPeek:
+		found = s.end()
+	default:
+		rest = &formGuard{r: r.Body, s: s}
+	}
+	r.Body = readCloser{io.MultiReader(bytes.NewReader(head), rest), r.Body}
+	return found
 }
 
 // formMediaType is the media type of a Content-Type as PHP takes it (the
@@ -163,22 +178,6 @@ func multipartBoundary(ct string) string {
 		b = b[:j]
 	}
 	return strings.Trim(strings.TrimSpace(b), `"`)
-}
-
-// multipartHoldsToken reports a multipart/form-data part in head named as
-// access_token (see tokenName). A part cut off by the end of head still
-// counts when its headers are whole.
-func multipartHoldsToken(head []byte, boundary string) bool {
-	mr := multipart.NewReader(bytes.NewReader(head), boundary)
-	for {
-		p, err := mr.NextPart()
-		if err != nil {
-			return false
-		}
-		if tokenName(p.FormName()) {
-			return true
-		}
-	}
 }
 
 // holdsToken reports whether a query or form has a field an upstream could
@@ -245,7 +244,7 @@ func tokenName(name string) bool {
 // letters, in any case. It runs on every query, so it stays a plain loop:
 // b|0x20 is b in lower case for a letter, and equals a lower-case letter
 // for nothing else.
-func containsFoldASCII(s, sub string) bool {
+func containsFoldASCII[T string | []byte](s T, sub string) bool {
 	for i := 0; i+len(sub) <= len(s); i++ {
 		j := 0
 		for j < len(sub) && s[i+j]|0x20 == sub[j] {

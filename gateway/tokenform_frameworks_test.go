@@ -14,9 +14,8 @@ import (
 // space, lowercased (main/SAPI.c sapi_read_post_data), so a Content-Type
 // that mime.ParseMediaType refuses is still a form to PHP; and $_POST holds
 // multipart/form-data fields as well (as do Go's Request.FormValue and
-// ASP.NET Core's Request.Form). (PHP also reads a form past the gateway's
-// first maxFormPeek bytes, which the gateway does not look into: see
-// tokenInForm.)
+// ASP.NET Core's Request.Form). (PHP also reads a form past the first
+// maxFormPeek bytes: see TestTokenInFormPastThePeek.)
 func TestTokenInFormBodiesPHPReads(t *testing.T) {
 	e := newEnv(t, "")
 	good := e.token(nil)
