@@ -29,6 +29,26 @@ type formScanner interface {
 	end() bool
 }
 
+// scanners is a formScanner made of several, each fed every piece: one
+// per boundary a multipart body may have.
+type scanners []formScanner
+
+func (ss scanners) scan(p []byte) bool {
+	found := false
+	for _, s := range ss {
+		found = s.scan(p) || found
+	}
+	return found
+}
+
+func (ss scanners) end() bool {
+	found := false
+	for _, s := range ss {
+		found = s.end() || found
+	}
+	return found
+}
+
 // queryScanner scans an application/x-www-form-urlencoded body: fields
 // split by '&' or ';', each name up to its first '='. A name is checked
 // with holdsToken when it ends; a name longer than maxFieldName counts as

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"mime"
 	"mime/multipart"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -406,4 +408,66 @@ func FuzzFormScanner(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzMultipartBoundaries checks that the boundaries looked for in a
+// multipart body include Go's and PHP's, and that a Content-Type naming
+// "boundary" twice is refused.
+func FuzzMultipartBoundaries(f *testing.F) {
+	f.Add(`multipart/form-data; boundary="a b"`)
+	f.Add("multipart/form-data; xboundary=a; BOUNDARY=b")
+	f.Add("multipart/form-data; boundary_x=a")
+	f.Add("multipart/form-data; boundary= a, b")
+	f.Fuzz(func(t *testing.T, ct string) {
+		boundaries, ok := multipartBoundaries(ct)
+		lower := strings.Map(func(r rune) rune {
+			if 'A' <= r && r <= 'Z' {
+				return r + 'a' - 'A'
+			}
+			return r
+		}, ct)
+		if twice := strings.Count(lower, "boundary") > 1; ok == twice {
+			t.Fatalf("%q: ok %v, names boundary twice: %v", ct, ok, twice)
+		}
+		if !ok {
+			return
+		}
+		_, params, err := mime.ParseMediaType(ct)
+		for _, want := range []string{params["boundary"], phpBoundary(ct)} {
+			if err != nil && want == params["boundary"] {
+				continue
+			}
+			if want != "" && !slices.Contains(boundaries, want) {
+				t.Fatalf("%q: boundaries %q, want %q among them", ct, boundaries, want)
+			}
+		}
+	})
+}
+
+// phpBoundary is the boundary PHP 8 takes from a multipart Content-Type
+// (main/rfc1867.c), or "".
+func phpBoundary(ct string) string {
+	i := strings.Index(ct, "boundary")
+	if i < 0 {
+		i = indexFoldASCII(ct, "boundary") // zend_str_tolower: ASCII only
+	}
+	if i < 0 {
+		return ""
+	}
+	j := strings.IndexByte(ct[i:], '=')
+	if j < 0 {
+		return ""
+	}
+	b := ct[i+j+1:]
+	if strings.HasPrefix(b, `"`) {
+		end := strings.IndexByte(b[1:], '"')
+		if end < 0 {
+			return ""
+		}
+		return b[1 : 1+end]
+	}
+	if end := strings.IndexAny(b, ",;"); end >= 0 {
+		b = b[:end]
+	}
+	return b
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"unicode"
 )
@@ -117,7 +118,9 @@ const maxFieldName = 4 << 10
 // maxFormPeek bytes and looks into them, and puts them back; a longer body
 // goes on through a formGuard, which looks into the rest as it streams
 // upstream. The Content-Type is read as leniently as PHP reads it, so that
-// no body an upstream takes for a form goes unchecked.
+// no body an upstream takes for a form goes unchecked: a multipart body is
+// looked into under every boundary a reader may take (multipartBoundaries),
+// and one whose boundary is ambiguous counts as holding a token.
 func tokenInForm(r *http.Request) bool {
 	if r.Body == nil || r.Body == http.NoBody {
 		return false
@@ -128,11 +131,18 @@ func tokenInForm(r *http.Request) bool {
 	case "application/x-www-form-urlencoded":
 		s = &queryScanner{}
 	case "multipart/form-data":
-		boundary := multipartBoundary(ct)
-		if boundary == "" {
+		boundaries, ok := multipartBoundaries(ct)
+		if !ok {
+			return true
+		}
+		if len(boundaries) == 0 {
 			return false
 		}
-		s = newMultipartScanner(boundary)
+		var ss scanners
+		for _, b := range boundaries {
+			ss = append(ss, newMultipartScanner(b))
+		}
+		s = ss
 	default:
 		return false
 	}
@@ -163,21 +173,50 @@ func formMediaType(ct string) string {
 	return strings.ToLower(ct)
 }
 
-// multipartBoundary is the boundary parameter of a multipart Content-Type,
-// read leniently when mime.ParseMediaType refuses the whole value.
-func multipartBoundary(ct string) string {
-	if _, params, err := mime.ParseMediaType(ct); err == nil {
-		return params["boundary"]
-	}
-	i := strings.Index(strings.ToLower(ct), "boundary=")
+// multipartBoundaries are the boundaries that readers of a multipart body
+// may take from its Content-Type ct, so that the gateway looks for parts
+// under each: Go's (mime.ParseMediaType); PHP's, the value after the first
+// '=' that follows "boundary" in any case, even inside another parameter's
+// name (main/rfc1867.c), in quotes or up to a ',' or ';', spaces kept;
+// the same up to a ';' only (formidable); each also trimmed of spaces and
+// quotes. ok is false when ct has "boundary" twice: readers then part
+// ways on which one counts, and the gateway refuses to guess.
+func multipartBoundaries(ct string) (boundaries []string, ok bool) {
+	const name = "boundary"
+	i := indexFoldASCII(ct, name)
 	if i < 0 {
-		return ""
+		return nil, true
 	}
-	b := ct[i+len("boundary="):]
-	if j := strings.IndexAny(b, ";,"); j >= 0 {
-		b = b[:j]
+	if containsFoldASCII(ct[i+len(name):], name) {
+		return nil, false
 	}
-	return strings.Trim(strings.TrimSpace(b), `"`)
+	add := func(b string) {
+		for _, c := range []string{b, strings.TrimSpace(b), strings.Trim(strings.TrimSpace(b), `"`)} {
+			if c != "" && !slices.Contains(boundaries, c) {
+				boundaries = append(boundaries, c)
+			}
+		}
+	}
+	if _, params, err := mime.ParseMediaType(ct); err == nil {
+		add(params[name])
+	}
+	_, v, found := strings.Cut(ct[i:], "=")
+	if !found {
+		return boundaries, true
+	}
+	if q := strings.TrimLeft(v, " \t"); strings.HasPrefix(q, `"`) {
+		if end := strings.IndexByte(q[1:], '"'); end >= 0 {
+			add(q[1 : 1+end])
+		}
+	}
+	for _, stops := range []string{",;", ";"} {
+		b := v
+		if end := strings.IndexAny(v, stops); end >= 0 {
+			b = v[:end]
+		}
+		add(b)
+	}
+	return boundaries, true
 }
 
 // holdsToken reports whether a query or form has a field an upstream could
@@ -241,20 +280,27 @@ func tokenName(name string) bool {
 }
 
 // containsFoldASCII reports whether s holds sub, a word of lower-case ASCII
-// letters, in any case. It runs on every query, so it stays a plain loop:
-// b|0x20 is b in lower case for a letter, and equals a lower-case letter
-// for nothing else.
+// letters, in any case.
 func containsFoldASCII[T string | []byte](s T, sub string) bool {
+	return indexFoldASCII(s, sub) >= 0
+}
+
+// indexFoldASCII is the index of the first sub, a word of lower-case ASCII
+// letters, in s in any case, or -1; the case of other bytes is left alone,
+// as PHP's zend_str_tolower does. It runs on every query, so it stays a
+// plain loop: b|0x20 is b in lower case for a letter, and equals a
+// lower-case letter for nothing else.
+func indexFoldASCII[T string | []byte](s T, sub string) int {
 	for i := 0; i+len(sub) <= len(s); i++ {
 		j := 0
 		for j < len(sub) && s[i+j]|0x20 == sub[j] {
 			j++
 		}
 		if j == len(sub) {
-			return true
+			return i
 		}
 	}
-	return false
+	return -1
 }
 
 type readCloser struct {
