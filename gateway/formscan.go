@@ -13,8 +13,14 @@ import (
 // past the part that tokenInForm reads before the request goes upstream.
 var errTokenInBody = errors.New("access_token in the form body")
 
-// maxPartHeader bounds the header block of one multipart part.
-const maxPartHeader = 16 << 10
+// maxPartHeader bounds the header block of one multipart part, and
+// maxHeaderLine each of its lines: PHP reads lines in pieces of 5120
+// bytes (FILLUNIT in main/rfc1867.c), so in a longer line a header, or a
+// delimiter, may start where no other reader sees one.
+const (
+	maxPartHeader = 16 << 10
+	maxHeaderLine = 4 << 10
+)
 
 // formScanner looks for a field named as access_token (see tokenName) in
 // a form body, fed to it piece by piece as the body arrives; it keeps
@@ -51,9 +57,9 @@ func (ss scanners) end() bool {
 
 // queryScanner scans an application/x-www-form-urlencoded body: fields
 // split by '&' or ';', each name up to its first '='. A name is checked
-// with holdsToken when it ends; a name longer than maxFieldName counts as
-// one, since the gateway keeps no more of it, and names that long are not
-// a form's.
+// with holdsToken when it ends. Of a name longer than maxFieldName the
+// gateway keeps no more, and counts it as holding a token if what it kept
+// could begin one: has "acce" or '%' in it, or only what tokenName trims.
 type queryScanner struct {
 	name  []byte
 	long  bool // the name went past maxFieldName
@@ -97,51 +103,59 @@ func (s *queryScanner) add(p []byte) {
 func (s *queryScanner) nameEnds() bool {
 	// holdsToken's own first test, before the name is copied to call it.
 	maybe := containsFoldASCII(s.name, "acce") || bytes.IndexByte(s.name, '%') >= 0
-	held := s.long || maybe && holdsToken(string(s.name))
+	var held bool
+	if s.long {
+		// What the gateway kept of the name may be all of it that
+		// counts, or leading spaces and brackets that tokenName drops.
+		held = maybe || len(bytes.Trim(s.name, " +[]")) == 0
+	} else {
+		held = maybe && holdsToken(string(s.name))
+	}
 	s.name, s.long = s.name[:0], false
 	return held
 }
 
-// multipartScanner scans a multipart/form-data body as PHP reads one
-// (main/rfc1867.c), the most lenient reader we know: a part starts after
-// any line that begins with "--" and the boundary, the closing one
-// included, and its header block ends at the first empty line, with or
-// without CRs (see partHoldsToken). A header block longer than
-// maxPartHeader counts as holding a token.
+// multipartScanner scans a multipart body as the most lenient of its
+// readers would find its parts, PHP's (main/rfc1867.c) and Rack's: a part
+// starts after "--" and the boundary anywhere, not only at the start of a
+// line (PHP cuts long lines, and Rack allows spaces before the first), the
+// closing delimiter included; its header block ends at an empty line or a
+// line that starts with NUL, CRs or not (see partHoldsToken). A header
+// block longer than maxPartHeader, or one of its lines longer than
+// maxHeaderLine, counts as holding a token.
 type multipartScanner struct {
-	delim  []byte // "\n--" + boundary
+	delim  []byte // "--" + boundary
 	tail   []byte // the end of the last piece, where a delim may have begun
+	probe  []byte // scratch: tail and the start of the next piece
 	header []byte // the header block being read, from the delim on
-	first  int    // where the header block's first line ends; -1: not yet
+	line   int    // where the header block's current line starts
 	inHead bool
 }
 
 func newMultipartScanner(boundary string) *multipartScanner {
-	// The body's first line may be the first delimiter: it follows an
-	// implied line break.
-	return &multipartScanner{delim: []byte("\n--" + boundary), tail: []byte("\n")}
+	return &multipartScanner{delim: []byte("--" + boundary)}
 }
 
 func (s *multipartScanner) scan(p []byte) bool {
 	for len(p) > 0 {
 		if s.inHead {
-			n, done := s.addHeader(p)
+			n, done, tooLong := s.addHeader(p)
+			if tooLong {
+				return true
+			}
 			if !done {
-				return len(s.header) > maxPartHeader
+				return false
 			}
 			if partHoldsToken(s.header) {
 				return true
 			}
-			// The part's value starts a line: Go's multipart.Reader takes
-			// a delimiter there even for an empty value.
 			s.inHead, p = false, p[n:]
-			s.tail = append(s.tail[:0], '\n')
 			continue
 		}
 		// A delimiter begun in the tail, then one wholly in p.
 		k := len(s.delim) - 1
-		probe := append(s.tail, p[:min(k, len(p))]...)
-		if i := bytes.Index(probe, s.delim); i >= 0 {
+		s.probe = append(append(s.probe[:0], s.tail...), p[:min(k, len(p))]...)
+		if i := bytes.Index(s.probe, s.delim); i >= 0 {
 			p = p[i+len(s.delim)-len(s.tail):]
 			s.startPart()
 			continue
@@ -155,7 +169,7 @@ func (s *multipartScanner) scan(p []byte) bool {
 		if len(p) >= k {
 			s.tail = append(s.tail[:0], p[len(p)-k:]...)
 		} else {
-			s.tail = append(s.tail[:0], probe[max(0, len(probe)-k):]...)
+			s.tail = append(s.tail[:0], s.probe[max(0, len(s.probe)-k):]...)
 		}
 		return false
 	}
@@ -164,72 +178,71 @@ func (s *multipartScanner) scan(p []byte) bool {
 
 // startPart goes into a part's header block, after its delimiter.
 func (s *multipartScanner) startPart() {
-	s.tail, s.inHead, s.header, s.first = s.tail[:0], true, s.header[:0], -1
+	s.tail, s.inHead, s.header, s.line = s.tail[:0], true, s.header[:0], 0
 }
 
 // A part whose header block the body ends in has no value to read.
 func (s *multipartScanner) end() bool { return false }
 
-// addHeader adds the start of p to the header block, up to the empty line
-// that ends it, and reports how much of p that took and whether it ended.
-// It looks no further than maxPartHeader bytes in.
-func (s *multipartScanner) addHeader(p []byte) (int, bool) {
-	old := len(s.header)
-	take := p[:min(len(p), max(0, maxPartHeader+3-old))]
-	s.header = append(s.header, take...)
-	// The first line is the rest of the delimiter's: the block ends at an
-	// empty line after it.
-	if s.first < 0 {
-		i := bytes.IndexByte(s.header[old:], '\n')
+// addHeader adds the start of p to the header block, up to the line that
+// ends it, and reports how much of p that took, whether the block ended,
+// and whether it, or one of its lines, grew too long to be checked. The
+// block's first line is the rest of the delimiter's.
+func (s *multipartScanner) addHeader(p []byte) (n int, done, tooLong bool) {
+	for n < len(p) {
+		i := bytes.IndexByte(p[n:], '\n')
 		if i < 0 {
-			return len(take), false
+			s.header = append(s.header, p[n:]...)
+			return len(p), false, len(s.header)-s.line > maxHeaderLine || len(s.header) > maxPartHeader
 		}
-		s.first = old + i
+		s.header = append(s.header, p[n:n+i+1]...)
+		n += i + 1
+		line := s.header[s.line:]
+		if len(line) > maxHeaderLine || len(s.header) > maxPartHeader {
+			return n, false, true
+		}
+		if s.line > 0 && (len(bytes.TrimSuffix(line[:len(line)-1], []byte("\r"))) == 0 || line[0] == 0) {
+			return n, true, false
+		}
+		s.line = len(s.header)
 	}
-	// From where an end begun in the last piece would start.
-	for i := max(s.first, old-2); i < len(s.header); i++ {
-		if s.header[i] != '\n' {
-			continue
-		}
-		j := i + 1
-		if j < len(s.header) && s.header[j] == '\r' {
-			j++
-		}
-		if j < len(s.header) && s.header[j] == '\n' {
-			s.header = s.header[:j+1]
-			return j + 1 - old, true
-		}
-	}
-	return len(take), false
+	return n, false, false
 }
 
 // partHoldsToken reports a part header block, from the end of its
-// delimiter to its empty line, with a Content-Disposition whose name reads
-// as access_token. Header lines are unfolded, and names are matched in any
-// case, as PHP does; a disposition of any type counts.
+// delimiter to the line that ends it, with a Content-Disposition whose
+// name reads as access_token. A line that starts with a space or a tab, or
+// has no ':', goes on the header before it, as PHP reads it (and Go's
+// textproto unfolds the first kind); names are matched in any case; a
+// disposition of any type counts.
 func partHoldsToken(block []byte) bool {
+	var field strings.Builder
+	check := func() bool {
+		key, value, ok := strings.Cut(field.String(), ":")
+		return ok && strings.EqualFold(strings.TrimSpace(key), "content-disposition") && namesToken(value)
+	}
 	_, lines, _ := bytes.Cut(block, []byte("\n"))
-	var fields []string
-	for _, line := range strings.Split(string(lines), "\n") {
-		line = strings.TrimSuffix(line, "\r")
-		if len(fields) > 0 && line != "" && (line[0] == ' ' || line[0] == '\t') {
-			fields[len(fields)-1] += line
+	for _, line := range bytes.Split(lines, []byte("\n")) {
+		line = bytes.TrimSuffix(line, []byte("\r"))
+		if len(line) == 0 || line[0] == 0 {
+			break
+		}
+		if field.Len() > 0 && (line[0] == ' ' || line[0] == '\t' || bytes.IndexByte(line, ':') < 0) {
+			field.Write(line)
 			continue
 		}
-		fields = append(fields, line)
-	}
-	for _, f := range fields {
-		key, value, ok := strings.Cut(f, ":")
-		if ok && strings.EqualFold(strings.TrimSpace(key), "content-disposition") && namesToken(value) {
+		if check() {
 			return true
 		}
+		field.Reset()
+		field.Write(line)
 	}
-	return false
+	return check()
 }
 
 // namesToken reports a Content-Disposition value whose name parameter
-// reads as access_token, as mime.ParseMediaType reads the value (quotes,
-// RFC 2231) or as a plain split on ';' does.
+// reads as access_token to some reader: mime.ParseMediaType (quotes, RFC
+// 2231), a plain split on ';', or PHP's.
 func namesToken(disposition string) bool {
 	if _, params, err := mime.ParseMediaType(disposition); err == nil && tokenName(params["name"]) {
 		return true
@@ -240,7 +253,70 @@ func namesToken(disposition string) bool {
 			return true
 		}
 	}
+	for _, name := range phpNames(disposition) {
+		if tokenName(name) {
+			return true
+		}
+	}
 	return false
+}
+
+// phpNames are the name parameters of a Content-Disposition value as PHP
+// reads them (rfc1867.c, php_ap_getword and php_ap_getword_conf): pairs
+// split at ';' and keys at '=' outside '"' or '\” quotes; a quoted value
+// ends at its quote, \" standing for a quote, and what follows is dropped;
+// an unquoted one ends at white space.
+func phpNames(disposition string) []string {
+	var names []string
+	for rest := disposition; rest != ""; {
+		var pair string
+		pair, rest = phpWord(strings.TrimLeft(rest, " \t\r\n\v\f"), ';')
+		key, value := phpWord(pair, '=')
+		if value == "" && !strings.Contains(pair, "=") || !strings.EqualFold(key, "name") {
+			continue
+		}
+		value = strings.TrimLeft(value, " \t\r\n\v\f")
+		if value != "" && (value[0] == '"' || value[0] == '\'') {
+			q := value[0]
+			var b strings.Builder
+			for i := 1; i < len(value) && value[i] != q; i++ {
+				if value[i] == '\\' && i+1 < len(value) && value[i+1] == q {
+					i++
+				}
+				b.WriteByte(value[i])
+			}
+			names = append(names, b.String())
+		} else if i := strings.IndexAny(value, " \t\r\n\v\f"); i >= 0 {
+			names = append(names, value[:i])
+		} else {
+			names = append(names, value)
+		}
+	}
+	return names
+}
+
+// phpWord splits s at the first stop outside quotes, as php_ap_getword
+// does.
+func phpWord(s string, stop byte) (word, rest string) {
+	i := 0
+	for i < len(s) && s[i] != stop {
+		if q := s[i]; q == '"' || q == '\'' {
+			i++
+			for i < len(s) && s[i] != q {
+				if s[i] == '\\' && i+1 < len(s) && s[i+1] == q {
+					i++
+				}
+				i++
+			}
+		}
+		if i < len(s) {
+			i++
+		}
+	}
+	if i < len(s) {
+		return s[:i], s[i+1:]
+	}
+	return s, ""
 }
 
 // formGuard is a form body past the part tokenInForm read: it scans each

@@ -181,12 +181,12 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	if x == nil {
 		x = &exchange{start: g.clock()}
 	}
-	if !x.upstreamStart.IsZero() {
-		x.upstream = g.clock().Sub(x.upstreamStart)
-	}
 	if errors.Is(err, errTokenInBody) {
 		g.refuse(r.Context(), w, s, x, newAnswer(string(auth.InvalidRequest), "token_in_query", err))
 		return
+	}
+	if !x.upstreamStart.IsZero() {
+		x.upstream = g.clock().Sub(x.upstreamStart)
 	}
 	code := codeBadGateway
 	var ne net.Error

@@ -9,8 +9,8 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"unicode"
 )
@@ -113,24 +113,26 @@ const maxFormPeek = 64 << 10
 // could hide an access_token (see queryScanner).
 const maxFieldName = 4 << 10
 
-// tokenInForm reports an access_token in a form body (RFC 6750 §2.2):
-// url-encoded, or a multipart/form-data field. It reads the body's first
-// maxFormPeek bytes and looks into them, and puts them back; a longer body
-// goes on through a formGuard, which looks into the rest as it streams
-// upstream. The Content-Type is read as leniently as PHP reads it, so that
-// no body an upstream takes for a form goes unchecked: a multipart body is
-// looked into under every boundary a reader may take (multipartBoundaries),
-// and one whose boundary is ambiguous counts as holding a token.
+// tokenInForm reports an access_token in a form body (RFC 6750 §2.2),
+// as the most lenient reader of each kind of form would find it: an
+// url-encoded body (and, as Rack reads it, a POST with no Content-Type),
+// or a multipart one of any subtype (Rack reads multipart/mixed too),
+// under every boundary a reader may take (multipartBoundaries). It reads
+// the body's first maxFormPeek bytes and looks into them, and puts them
+// back; a longer body goes on through a formGuard, which looks into the
+// rest as it streams upstream. A form whose boundary is ambiguous, or that
+// comes compressed (Express inflates one), counts as holding a token: the
+// gateway does not guess, nor inflate.
 func tokenInForm(r *http.Request) bool {
 	if r.Body == nil || r.Body == http.NoBody {
 		return false
 	}
 	ct := r.Header.Get("Content-Type")
 	var s formScanner
-	switch formMediaType(ct) {
-	case "application/x-www-form-urlencoded":
+	switch mt := formMediaType(ct); {
+	case mt == "application/x-www-form-urlencoded" || mt == "" && r.Method == http.MethodPost:
 		s = &queryScanner{}
-	case "multipart/form-data":
+	case strings.HasPrefix(mt, "multipart/"):
 		boundaries, ok := multipartBoundaries(ct)
 		if !ok {
 			return true
@@ -146,20 +148,33 @@ func tokenInForm(r *http.Request) bool {
 	default:
 		return false
 	}
+	if ct != "" && encoded(r.Header) {
+		return true
+	}
 	head, err := io.ReadAll(io.LimitReader(r.Body, maxFormPeek))
-	rest, found := io.Reader(r.Body), false
+	rest, found := io.Reader(&formGuard{r: r.Body, s: s}), false
 	switch {
 	case err != nil:
-		// The client's body broke off; so will the proxy's copy of it.
+		// The client's body broke off; the guard sees what else comes.
 	case s.scan(head):
 		found = true
 	case len(head) < maxFormPeek:
 		found = s.end()
-	default:
-		rest = &formGuard{r: r.Body, s: s}
 	}
 	r.Body = readCloser{io.MultiReader(bytes.NewReader(head), rest), r.Body}
 	return found
+}
+
+// encoded reports a Content-Encoding other than identity.
+func encoded(h http.Header) bool {
+	for _, v := range h.Values("Content-Encoding") {
+		for _, coding := range strings.Split(v, ",") {
+			if c := strings.TrimSpace(coding); c != "" && !strings.EqualFold(c, "identity") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // formMediaType is the media type of a Content-Type as PHP takes it (the
@@ -236,15 +251,35 @@ func holdsToken(q string) bool {
 			var f string
 			f, field, _ = strings.Cut(field, ";")
 			name, _, _ := strings.Cut(f, "=")
-			if n, err := url.QueryUnescape(name); err == nil {
-				name = n
-			}
-			if tokenName(name) {
+			if tokenName(name) || tokenName(unescapeLeniently(name)) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// unescapeLeniently decodes a form field's name as PHP's urldecode does:
+// '+' is a space, a valid %XX its byte, and anything else stays as it is,
+// where url.QueryUnescape would refuse the whole name.
+func unescapeLeniently(s string) string {
+	if !strings.ContainsAny(s, "%+") {
+		return s
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '+' {
+			c = ' '
+		} else if c == '%' && i+2 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil {
+				c = byte(v)
+				i += 2
+			}
+		}
+		b = append(b, c)
+	}
+	return string(b)
 }
 
 // tokenName reports whether a field name reads as access_token to some
