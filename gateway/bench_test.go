@@ -217,7 +217,7 @@ func BenchmarkFormScan(b *testing.B) {
 					if tokenInForm(r) {
 						b.Fatal("found a token")
 					}
-					if n, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{r.Body}, buf); err != nil || n != int64(len(bb.body)) {
+					if n, err := io.CopyBuffer(struct{ io.Writer }{io.Discard}, struct{ io.Reader }{r.Body}, buf); err != nil || n != int64(len(bb.body)) {
 						b.Fatalf("read %d of %d bytes: %v", n, len(bb.body), err)
 					}
 				}

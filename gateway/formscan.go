@@ -4,8 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"mime"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // errTokenInBody is what a form body's reader returns, in place of the
@@ -13,14 +14,13 @@ import (
 // past the part that tokenInForm reads before the request goes upstream.
 var errTokenInBody = errors.New("access_token in the form body")
 
-// maxPartHeader bounds the header block of one multipart part, and
-// maxHeaderLine each of its lines: PHP reads lines in pieces of 5120
-// bytes (FILLUNIT in main/rfc1867.c), so in a longer line a header, or a
-// delimiter, may start where no other reader sees one.
-const (
-	maxPartHeader = 16 << 10
-	maxHeaderLine = 4 << 10
-)
+// maxPartHeader bounds the header block of one multipart part: from its
+// delimiter to the first CRLF CRLF after the delimiter's line.
+const maxPartHeader = 16 << 10
+
+// bom is the UTF-8 byte order mark, which body-parser drops from the start
+// of a form.
+const bom = "\ufeff"
 
 // formScanner looks for a field named as access_token (see tokenName) in
 // a form body, fed to it piece by piece as the body arrives; it keeps
@@ -59,7 +59,7 @@ func (ss scanners) end() bool {
 // split by '&' or ';', each name up to its first '='. A name is checked
 // with holdsToken when it ends. Of a name longer than maxFieldName the
 // gateway keeps no more, and counts it as holding a token if what it kept
-// could begin one: has "acce" or '%' in it, or only what tokenName trims.
+// could begin one.
 type queryScanner struct {
 	name  []byte
 	long  bool // the name went past maxFieldName
@@ -105,9 +105,11 @@ func (s *queryScanner) nameEnds() bool {
 	maybe := containsFoldASCII(s.name, "acce") || bytes.IndexByte(s.name, '%') >= 0
 	var held bool
 	if s.long {
-		// What the gateway kept of the name may be all of it that
-		// counts, or leading spaces and brackets that tokenName drops.
-		held = maybe || len(bytes.Trim(s.name, " +[]")) == 0
+		// What the gateway kept may begin a spelling of access_token
+		// after what tokenName drops, or be all dropped.
+		kept := strings.TrimLeft(strings.TrimPrefix(unescapeLeniently(string(s.name)), bom), " []")
+		match, more := beginsTokenName([]byte(kept))
+		held = match || more
 	} else {
 		held = maybe && holdsToken(string(s.name))
 	}
@@ -115,21 +117,34 @@ func (s *queryScanner) nameEnds() bool {
 	return held
 }
 
-// multipartScanner scans a multipart body as the most lenient of its
-// readers would find its parts, PHP's (main/rfc1867.c) and Rack's: a part
-// starts after "--" and the boundary anywhere, not only at the start of a
-// line (PHP cuts long lines, and Rack allows spaces before the first), the
-// closing delimiter included; its header block ends at an empty line or a
-// line that starts with NUL, CRs or not (see partHoldsToken). A header
-// block longer than maxPartHeader, or one of its lines longer than
-// maxHeaderLine, counts as holding a token.
+// multipartScanner scans a multipart body for parts that some reader
+// would name access_token. Readers part ways on nearly everything in a
+// part's header block: where it starts (after "--" and the boundary at
+// the start of a line, after spaces for Rack, anywhere in a line PHP cut
+// in 5120-byte pieces), where it ends (an empty line, CRs or not, or one
+// that starts with NUL, for PHP and Go; only CRLF CRLF, the latest, for
+// Rack), which header names the part (Content-Disposition, anywhere in a
+// header's name for Rack; Content-ID and Content-Type too for Rack) and
+// how (name= after a ';', or anywhere after a word break for formidable;
+// with backslashes dropped for Rack; lines glued with no separator for
+// PHP). So the scanner does not parse the block: from any "--" and
+// boundary to the first CRLF CRLF after that delimiter's line, it looks
+// for a spelling of access_token (beginsTokenName) with backslashes left
+// out, and CRs, LFs and NULs too or not, and for an RFC 2231 name* (which
+// Werkzeug decodes). A header block longer than maxPartHeader counts as holding a
+// token. A file named access_token.txt is refused with the rest.
 type multipartScanner struct {
 	delim  []byte // "--" + boundary
 	tail   []byte // the end of the last piece, where a delim may have begun
 	probe  []byte // scratch: tail and the start of the next piece
 	header []byte // the header block being read, from the delim on
-	line   int    // where the header block's current line starts
-	inHead bool
+	// The header block with backslashes left out, and with CRs, LFs and
+	// NULs either left out too (so that lines PHP glues are glued) or
+	// kept (so that a line's end ends a word); and how much of each has
+	// been looked into.
+	glued, lines             []byte
+	lookedGlued, lookedLines int
+	inHead                   bool
 }
 
 func newMultipartScanner(boundary string) *multipartScanner {
@@ -139,15 +154,12 @@ func newMultipartScanner(boundary string) *multipartScanner {
 func (s *multipartScanner) scan(p []byte) bool {
 	for len(p) > 0 {
 		if s.inHead {
-			n, done, tooLong := s.addHeader(p)
-			if tooLong {
+			n, done := s.addHeader(p)
+			if s.namesToken(done) || len(s.header) > maxPartHeader {
 				return true
 			}
 			if !done {
 				return false
-			}
-			if partHoldsToken(s.header) {
-				return true
 			}
 			s.inHead, p = false, p[n:]
 			continue
@@ -178,145 +190,95 @@ func (s *multipartScanner) scan(p []byte) bool {
 
 // startPart goes into a part's header block, after its delimiter.
 func (s *multipartScanner) startPart() {
-	s.tail, s.inHead, s.header, s.line = s.tail[:0], true, s.header[:0], 0
+	s.tail, s.inHead = s.tail[:0], true
+	s.header, s.glued, s.lines, s.lookedGlued, s.lookedLines = s.header[:0], s.glued[:0], s.lines[:0], 0, 0
 }
 
-// A part whose header block the body ends in has no value to read.
-func (s *multipartScanner) end() bool { return false }
+// end: a header block the body ends in is looked into as a whole.
+func (s *multipartScanner) end() bool { return s.inHead && s.namesToken(true) }
 
-// addHeader adds the start of p to the header block, up to the line that
-// ends it, and reports how much of p that took, whether the block ended,
-// and whether it, or one of its lines, grew too long to be checked. The
-// block's first line is the rest of the delimiter's.
-func (s *multipartScanner) addHeader(p []byte) (n int, done, tooLong bool) {
-	for n < len(p) {
-		i := bytes.IndexByte(p[n:], '\n')
-		if i < 0 {
-			s.header = append(s.header, p[n:]...)
-			return len(p), false, len(s.header)-s.line > maxHeaderLine || len(s.header) > maxPartHeader
+// addHeader adds the start of p to the header block, up to the first CRLF
+// CRLF after the block's first line (the rest of the delimiter's), and
+// reports how much of p that took and whether the block ended there. It
+// takes no more than maxPartHeader+1 bytes in all.
+func (s *multipartScanner) addHeader(p []byte) (n int, done bool) {
+	old := len(s.header)
+	s.header = append(s.header, p[:min(len(p), max(0, maxPartHeader+1-old))]...)
+	if first := bytes.IndexByte(s.header, '\n'); first >= 0 {
+		// An end begun in the last piece, but none that starts before
+		// the first line's end: Rack looks for one after that line.
+		from := max(first+1, old-3)
+		if i := bytes.Index(s.header[from:], []byte("\r\n\r\n")); i >= 0 {
+			s.header, done = s.header[:from+i+4], true
 		}
-		s.header = append(s.header, p[n:n+i+1]...)
-		n += i + 1
-		line := s.header[s.line:]
-		if len(line) > maxHeaderLine || len(s.header) > maxPartHeader {
-			return n, false, true
-		}
-		if s.line > 0 && (len(bytes.TrimSuffix(line[:len(line)-1], []byte("\r"))) == 0 || line[0] == 0) {
-			return n, true, false
-		}
-		s.line = len(s.header)
 	}
-	return n, false, false
-}
-
-// partHoldsToken reports a part header block, from the end of its
-// delimiter to the line that ends it, with a Content-Disposition whose
-// name reads as access_token. A line that starts with a space or a tab, or
-// has no ':', goes on the header before it, as PHP reads it (and Go's
-// textproto unfolds the first kind); names are matched in any case; a
-// disposition of any type counts.
-func partHoldsToken(block []byte) bool {
-	var field strings.Builder
-	check := func() bool {
-		key, value, ok := strings.Cut(field.String(), ":")
-		return ok && strings.EqualFold(strings.TrimSpace(key), "content-disposition") && namesToken(value)
-	}
-	_, lines, _ := bytes.Cut(block, []byte("\n"))
-	for _, line := range bytes.Split(lines, []byte("\n")) {
-		line = bytes.TrimSuffix(line, []byte("\r"))
-		if len(line) == 0 || line[0] == 0 {
-			break
-		}
-		if field.Len() > 0 && (line[0] == ' ' || line[0] == '\t' || bytes.IndexByte(line, ':') < 0) {
-			field.Write(line)
+	for _, c := range s.header[old:] {
+		if c == '\\' {
 			continue
 		}
-		if check() {
-			return true
+		s.lines = append(s.lines, c)
+		if c != '\r' && c != '\n' && c != 0 {
+			s.glued = append(s.glued, c)
 		}
-		field.Reset()
-		field.Write(line)
 	}
-	return check()
+	return len(s.header) - old, done
 }
 
-// namesToken reports a Content-Disposition value whose name parameter
-// reads as access_token to some reader: mime.ParseMediaType (quotes, RFC
-// 2231), a plain split on ';', or PHP's.
-func namesToken(disposition string) bool {
-	if _, params, err := mime.ParseMediaType(disposition); err == nil && tokenName(params["name"]) {
-		return true
-	}
-	for _, param := range strings.Split(disposition, ";") {
-		key, value, ok := strings.Cut(param, "=")
-		if ok && strings.EqualFold(strings.TrimSpace(key), "name") && tokenName(strings.Trim(strings.TrimSpace(value), `"'`)) {
+// namesToken looks into the header block's new text for a spelling of
+// access_token or an RFC 2231 name*; whole says the block is all there,
+// so that a spelling cut off by its end counts.
+func (s *multipartScanner) namesToken(whole bool) bool {
+	return namesToken(s.glued, &s.lookedGlued, whole) || namesToken(s.lines, &s.lookedLines, whole)
+}
+
+// namesToken looks into text from *looked on (less an overlap) for a
+// spelling of access_token (beginsTokenName) or an RFC 2231 name*, and
+// moves *looked to its end.
+func namesToken(text []byte, looked *int, whole bool) bool {
+	// A spelling is at most 12 runes of 3 bytes and the rune after them.
+	const overlap = 40
+	for i := max(0, *looked-overlap); i < len(text); i++ {
+		if c := text[i] | 0x20; c != 'a' && c != 'n' {
+			continue
+		}
+		if match, more := beginsTokenName(text[i:]); match || more && whole {
+			return true
+		}
+		if indexFoldASCII(text[i:min(len(text), i+5)], "name*") == 0 && (i == 0 || !isWordByte(text[i-1])) {
 			return true
 		}
 	}
-	for _, name := range phpNames(disposition) {
-		if tokenName(name) {
-			return true
-		}
-	}
+	*looked = len(text)
 	return false
 }
 
-// phpNames are the name parameters of a Content-Disposition value as PHP
-// reads them (rfc1867.c, php_ap_getword and php_ap_getword_conf): pairs
-// split at ';' and keys at '=' outside '"' or '\” quotes; a quoted value
-// ends at its quote, \" standing for a quote, and what follows is dropped;
-// an unquoted one ends at white space.
-func phpNames(disposition string) []string {
-	var names []string
-	for rest := disposition; rest != ""; {
-		var pair string
-		pair, rest = phpWord(strings.TrimLeft(rest, " \t\r\n\v\f"), ';')
-		key, value := phpWord(pair, '=')
-		if value == "" && !strings.Contains(pair, "=") || !strings.EqualFold(key, "name") {
-			continue
+// beginsTokenName reports whether b begins with a spelling of access_token
+// that tokenName takes (any case, ſ and K too; '.', ' ' or '[' for '_')
+// followed by a rune that ends a word; more, whether b ends before that
+// can be told.
+func beginsTokenName(b []byte) (match, more bool) {
+	const want = "access_token"
+	i := 0
+	for _, c := range want {
+		if i >= len(b) || !utf8.FullRune(b[i:]) {
+			return false, true
 		}
-		value = strings.TrimLeft(value, " \t\r\n\v\f")
-		if value != "" && (value[0] == '"' || value[0] == '\'') {
-			q := value[0]
-			var b strings.Builder
-			for i := 1; i < len(value) && value[i] != q; i++ {
-				if value[i] == '\\' && i+1 < len(value) && value[i+1] == q {
-					i++
-				}
-				b.WriteByte(value[i])
-			}
-			names = append(names, b.String())
-		} else if i := strings.IndexAny(value, " \t\r\n\v\f"); i >= 0 {
-			names = append(names, value[:i])
-		} else {
-			names = append(names, value)
+		r, size := utf8.DecodeRune(b[i:])
+		if c == '_' && !strings.ContainsRune("_. [", r) || c != '_' && unicode.ToLower(unicode.ToUpper(r)) != c && unicode.ToLower(r) != c {
+			return false, false
 		}
+		i += size
 	}
-	return names
+	if i >= len(b) || !utf8.FullRune(b[i:]) {
+		return false, true
+	}
+	r, _ := utf8.DecodeRune(b[i:])
+	return !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '_', false
 }
 
-// phpWord splits s at the first stop outside quotes, as php_ap_getword
-// does.
-func phpWord(s string, stop byte) (word, rest string) {
-	i := 0
-	for i < len(s) && s[i] != stop {
-		if q := s[i]; q == '"' || q == '\'' {
-			i++
-			for i < len(s) && s[i] != q {
-				if s[i] == '\\' && i+1 < len(s) && s[i+1] == q {
-					i++
-				}
-				i++
-			}
-		}
-		if i < len(s) {
-			i++
-		}
-	}
-	if i < len(s) {
-		return s[:i], s[i+1:]
-	}
-	return s, ""
+// isWordByte reports an ASCII letter, digit or '_'.
+func isWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_'
 }
 
 // formGuard is a form body past the part tokenInForm read: it scans each

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -137,12 +138,14 @@ func tokenInForm(r *http.Request) bool {
 		if !ok {
 			return true
 		}
-		if len(boundaries) == 0 {
-			return false
-		}
 		var ss scanners
 		for _, b := range boundaries {
 			ss = append(ss, newMultipartScanner(b))
+		}
+		if !rackBoundary.MatchString(ct) {
+			// Rack reads a multipart body it finds no boundary for as
+			// an url-encoded one.
+			ss = append(ss, &queryScanner{})
 		}
 		s = ss
 	default:
@@ -152,18 +155,15 @@ func tokenInForm(r *http.Request) bool {
 		return true
 	}
 	head, err := io.ReadAll(io.LimitReader(r.Body, maxFormPeek))
-	rest, found := io.Reader(&formGuard{r: r.Body, s: s}), false
-	switch {
-	case err != nil:
-		// The client's body broke off; the guard sees what else comes.
-	case s.scan(head):
-		found = true
-	case len(head) < maxFormPeek:
-		found = s.end()
-	}
+	rest := io.Reader(&formGuard{r: r.Body, s: s})
+	found := s.scan(head) || err == nil && len(head) < maxFormPeek && s.end()
 	r.Body = readCloser{io.MultiReader(bytes.NewReader(head), rest), r.Body}
 	return found
 }
+
+// rackBoundary matches a Content-Type in which Rack 2 finds a multipart
+// boundary (Rack::Multipart::MULTIPART).
+var rackBoundary = regexp.MustCompile(`(?i)^multipart/.*boundary="?[^";,]+`)
 
 // encoded reports a Content-Encoding other than identity.
 func encoded(h http.Header) bool {
@@ -190,21 +190,19 @@ func formMediaType(ct string) string {
 
 // multipartBoundaries are the boundaries that readers of a multipart body
 // may take from its Content-Type ct, so that the gateway looks for parts
-// under each: Go's (mime.ParseMediaType); PHP's, the value after the first
-// '=' that follows "boundary" in any case, even inside another parameter's
-// name (main/rfc1867.c), in quotes or up to a ',' or ';', spaces kept;
-// the same up to a ';' only (formidable); each also trimmed of spaces and
-// quotes. ok is false when ct has "boundary" twice: readers then part
-// ways on which one counts, and the gateway refuses to guess.
+// under each: Go's (mime.ParseMediaType), and for each "boundary" in ct,
+// in any case and even inside another parameter's name or value, the
+// value after the first '=' that follows it, as PHP takes the first one
+// (main/rfc1867.c) and Rack or formidable another: in quotes (with and
+// without backslash escapes, which Werkzeug reads), up to a ',' or ';', or
+// up to a ';', spaces kept or trimmed. ok is false when the readers could
+// take too many, or when ct has an RFC 2231 "boundary*", which Werkzeug
+// decodes: the gateway does not guess.
 func multipartBoundaries(ct string) (boundaries []string, ok bool) {
-	const name = "boundary"
-	i := indexFoldASCII(ct, name)
-	if i < 0 {
-		return nil, true
-	}
-	if containsFoldASCII(ct[i+len(name):], name) {
-		return nil, false
-	}
+	const (
+		name = "boundary"
+		most = 32 // boundaries looked for; a browser's Content-Type gives 2
+	)
 	add := func(b string) {
 		for _, c := range []string{b, strings.TrimSpace(b), strings.Trim(strings.TrimSpace(b), `"`)} {
 			if c != "" && !slices.Contains(boundaries, c) {
@@ -215,21 +213,42 @@ func multipartBoundaries(ct string) (boundaries []string, ok bool) {
 	if _, params, err := mime.ParseMediaType(ct); err == nil {
 		add(params[name])
 	}
-	_, v, found := strings.Cut(ct[i:], "=")
-	if !found {
-		return boundaries, true
-	}
-	if q := strings.TrimLeft(v, " \t"); strings.HasPrefix(q, `"`) {
-		if end := strings.IndexByte(q[1:], '"'); end >= 0 {
-			add(q[1 : 1+end])
+	for rest := ct; ; {
+		i := indexFoldASCII(rest, name)
+		if i < 0 {
+			break
 		}
-	}
-	for _, stops := range []string{",;", ";"} {
-		b := v
-		if end := strings.IndexAny(v, stops); end >= 0 {
-			b = v[:end]
+		rest = rest[i+len(name):]
+		if strings.HasPrefix(rest, "*") {
+			return nil, false
 		}
-		add(b)
+		_, v, found := strings.Cut(rest, "=")
+		if !found {
+			continue
+		}
+		if q := strings.TrimLeft(v, " \t"); strings.HasPrefix(q, `"`) {
+			if end := strings.IndexByte(q[1:], '"'); end >= 0 {
+				add(q[1 : 1+end])
+			}
+			var b strings.Builder
+			for j := 1; j < len(q) && q[j] != '"'; j++ {
+				if q[j] == '\\' && j+1 < len(q) {
+					j++
+				}
+				b.WriteByte(q[j])
+			}
+			add(b.String())
+		}
+		for _, stops := range []string{",;", ";"} {
+			b := v
+			if end := strings.IndexAny(v, stops); end >= 0 {
+				b = v[:end]
+			}
+			add(b)
+		}
+		if len(boundaries) > most {
+			return nil, false
+		}
 	}
 	return boundaries, true
 }
@@ -285,6 +304,7 @@ func unescapeLeniently(s string) string {
 // tokenName reports whether a field name reads as access_token to some
 // framework:
 //   - in any case (ASP.NET Core matches names so, ſ for s included);
+//   - after a UTF-8 byte order mark (body-parser drops one);
 //   - with '.', ' ' or an unmatched '[' for the '_', leading spaces, and
 //     anything from a NUL byte on (PHP turns those into '_', drops these,
 //     and ends a name at NUL);
@@ -295,7 +315,7 @@ func unescapeLeniently(s string) string {
 func tokenName(name string) bool {
 	const want = "access_token"
 	name, _, _ = strings.Cut(name, "\x00")
-	name = strings.TrimLeft(name, " []")
+	name = strings.TrimLeft(strings.TrimPrefix(name, bom), " []")
 	if i := strings.IndexByte(name, '['); i > 0 && strings.IndexByte(name[i:], ']') > 0 {
 		name = name[:i]
 	}
