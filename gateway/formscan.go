@@ -107,7 +107,12 @@ func (s *queryScanner) nameEnds() bool {
 	if s.long {
 		// What the gateway kept may begin a spelling of access_token
 		// after what tokenName drops, or be all dropped.
-		kept := strings.TrimLeft(strings.TrimPrefix(unescapeLeniently(string(s.name)), bom), " []")
+		kept := string(s.name)
+		// An escape the cut went through is no part of the name.
+		if i := strings.LastIndexByte(kept, '%'); i >= 0 && i >= len(kept)-2 {
+			kept = kept[:i]
+		}
+		kept = strings.TrimLeft(strings.TrimPrefix(unescapeLeniently(kept), bom), " []")
 		match, more := beginsTokenName([]byte(kept))
 		held = match || more
 	} else {
@@ -138,6 +143,7 @@ type multipartScanner struct {
 	tail   []byte // the end of the last piece, where a delim may have begun
 	probe  []byte // scratch: tail and the start of the next piece
 	header []byte // the header block being read, from the delim on
+	first  int    // where header's first line ends; -1: not yet
 	// The header block with backslashes left out, and with CRs, LFs and
 	// NULs either left out too (so that lines PHP glues are glued) or
 	// kept (so that a line's end ends a word); and how much of each has
@@ -154,9 +160,14 @@ func newMultipartScanner(boundary string) *multipartScanner {
 func (s *multipartScanner) scan(p []byte) bool {
 	for len(p) > 0 {
 		if s.inHead {
-			n, done := s.addHeader(p)
-			if s.namesToken(done) || len(s.header) > maxPartHeader {
+			n, done, again := s.addHeader(p)
+			if s.namesToken(done || again) || len(s.header) > maxPartHeader {
 				return true
+			}
+			if again {
+				s.startPart()
+				p = p[n:]
+				continue
 			}
 			if !done {
 				return false
@@ -190,7 +201,7 @@ func (s *multipartScanner) scan(p []byte) bool {
 
 // startPart goes into a part's header block, after its delimiter.
 func (s *multipartScanner) startPart() {
-	s.tail, s.inHead = s.tail[:0], true
+	s.tail, s.inHead, s.first = s.tail[:0], true, -1
 	s.header, s.glued, s.lines, s.lookedGlued, s.lookedLines = s.header[:0], s.glued[:0], s.lines[:0], 0, 0
 }
 
@@ -198,20 +209,34 @@ func (s *multipartScanner) startPart() {
 func (s *multipartScanner) end() bool { return s.inHead && s.namesToken(true) }
 
 // addHeader adds the start of p to the header block, up to the first CRLF
-// CRLF after the block's first line (the rest of the delimiter's), and
-// reports how much of p that took and whether the block ended there. It
-// takes no more than maxPartHeader+1 bytes in all.
-func (s *multipartScanner) addHeader(p []byte) (n int, done bool) {
+// CRLF after the block's first line (the rest of the delimiter's), or up
+// to a delimiter before that, and reports how much of p that took and
+// whether the block ended at the CRLF CRLF (done) or at a delimiter
+// (again). It takes no more than maxPartHeader+1 bytes in all.
+func (s *multipartScanner) addHeader(p []byte) (n int, done, again bool) {
 	old := len(s.header)
 	s.header = append(s.header, p[:min(len(p), max(0, maxPartHeader+1-old))]...)
-	if first := bytes.IndexByte(s.header, '\n'); first >= 0 {
-		// An end begun in the last piece, but none that starts before
-		// the first line's end: Rack looks for one after that line.
-		from := max(first+1, old-3)
-		if i := bytes.Index(s.header[from:], []byte("\r\n\r\n")); i >= 0 {
-			s.header, done = s.header[:from+i+4], true
+	if s.first < 0 {
+		if i := bytes.IndexByte(s.header[old:], '\n'); i >= 0 {
+			s.first = old + i
 		}
 	}
+	end := len(s.header)
+	if s.first >= 0 {
+		// An end begun in the last piece, but none that starts before
+		// the first line's end: Rack looks for one after that line.
+		from := max(s.first+1, old-3)
+		if i := bytes.Index(s.header[from:], []byte("\r\n\r\n")); i >= 0 {
+			end, done = from+i+4, true
+		}
+	}
+	// A delimiter before the block's end ends it, and starts a block of
+	// its own: Rack and Werkzeug read on from there.
+	from := max(0, old-len(s.delim)+1)
+	if i := bytes.Index(s.header[from:end], s.delim); i >= 0 {
+		end, done, again = from+i+len(s.delim), false, true
+	}
+	s.header = s.header[:end]
 	for _, c := range s.header[old:] {
 		if c == '\\' {
 			continue
@@ -221,7 +246,7 @@ func (s *multipartScanner) addHeader(p []byte) (n int, done bool) {
 			s.glued = append(s.glued, c)
 		}
 	}
-	return len(s.header) - old, done
+	return end - old, done, again
 }
 
 // namesToken looks into the header block's new text for a spelling of
@@ -239,6 +264,9 @@ func namesToken(text []byte, looked *int, whole bool) bool {
 	const overlap = 40
 	for i := max(0, *looked-overlap); i < len(text); i++ {
 		if c := text[i] | 0x20; c != 'a' && c != 'n' {
+			continue
+		}
+		if r, _ := utf8.DecodeLastRune(text[:i]); i > 0 && (unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_') {
 			continue
 		}
 		if match, more := beginsTokenName(text[i:]); match || more && whole {

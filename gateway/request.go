@@ -118,27 +118,49 @@ const maxFieldName = 4 << 10
 // as the most lenient reader of each kind of form would find it: an
 // url-encoded body (and, as Rack reads it, a POST with no Content-Type),
 // or a multipart one of any subtype (Rack reads multipart/mixed too),
-// under every boundary a reader may take (multipartBoundaries). It reads
-// the body's first maxFormPeek bytes and looks into them, and puts them
-// back; a longer body goes on through a formGuard, which looks into the
-// rest as it streams upstream. A form whose boundary is ambiguous, or that
-// comes compressed (Express inflates one), counts as holding a token: the
-// gateway does not guess, nor inflate.
+// under every boundary a reader may take (multipartBoundaries); and
+// either kind when "urlencoded" or "multipart" is anywhere in the
+// Content-Type, as formidable reads it. It reads the body's first
+// maxFormPeek bytes and looks into them, and puts them back; a longer body
+// goes on through a formGuard, which looks into the rest as it streams
+// upstream. A body whose form readers would part ways on counts as holding
+// a token, as the gateway does not guess: one with two Content-Types
+// (Werkzeug takes the last), or one with bytes past ASCII (Werkzeug trims
+// a NBSP); a multipart Content-Type that mime.ParseMediaType refuses, or a
+// quoted boundary with a backslash, '"' or '%' in it; an url-encoded body in a
+// charset other than UTF-8 or one of its subsets (busboy decodes
+// UTF-16); a compressed form (Express inflates one).
 func tokenInForm(r *http.Request) bool {
 	if r.Body == nil || r.Body == http.NoBody {
 		return false
 	}
+	cts := r.Header.Values("Content-Type")
+	if len(cts) > 1 {
+		return true
+	}
 	ct := r.Header.Get("Content-Type")
-	var s formScanner
-	switch mt := formMediaType(ct); {
-	case mt == "application/x-www-form-urlencoded" || mt == "" && r.Method == http.MethodPost:
-		s = &queryScanner{}
-	case strings.HasPrefix(mt, "multipart/"):
+	for _, c := range []byte(ct) {
+		if c >= 0x80 {
+			return true
+		}
+	}
+	var ss scanners
+	mt := formMediaType(ct)
+	if mt == "application/x-www-form-urlencoded" || mt == "" && r.Method == http.MethodPost || containsFoldASCII(ct, "urlencoded") {
+		if !utf8Charset(ct) {
+			return true
+		}
+		ss = append(ss, &queryScanner{})
+	}
+	if strings.HasPrefix(mt, "multipart/") || containsFoldASCII(ct, "multipart") {
+		_, params, err := mime.ParseMediaType(ct)
+		if err != nil || strings.ContainsAny(params["boundary"], `\"%`) {
+			return true
+		}
 		boundaries, ok := multipartBoundaries(ct)
 		if !ok {
 			return true
 		}
-		var ss scanners
 		for _, b := range boundaries {
 			ss = append(ss, newMultipartScanner(b))
 		}
@@ -147,18 +169,36 @@ func tokenInForm(r *http.Request) bool {
 			// an url-encoded one.
 			ss = append(ss, &queryScanner{})
 		}
-		s = ss
-	default:
+	}
+	if len(ss) == 0 {
 		return false
 	}
 	if ct != "" && encoded(r.Header) {
 		return true
 	}
+	var s formScanner = ss
 	head, err := io.ReadAll(io.LimitReader(r.Body, maxFormPeek))
 	rest := io.Reader(&formGuard{r: r.Body, s: s})
 	found := s.scan(head) || err == nil && len(head) < maxFormPeek && s.end()
 	r.Body = readCloser{io.MultiReader(bytes.NewReader(head), rest), r.Body}
 	return found
+}
+
+// utf8Charset reports a Content-Type with no charset, or one whose
+// charset is UTF-8 or a subset of it as a form's names go (ASCII, Latin-1).
+func utf8Charset(ct string) bool {
+	if indexFoldASCII(ct, "charset") < 0 {
+		return true
+	}
+	_, params, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	switch strings.ToLower(params["charset"]) {
+	case "", "utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin1":
+		return true
+	}
+	return false
 }
 
 // rackBoundary matches a Content-Type in which Rack 2 finds a multipart
@@ -213,10 +253,13 @@ func multipartBoundaries(ct string) (boundaries []string, ok bool) {
 	if _, params, err := mime.ParseMediaType(ct); err == nil {
 		add(params[name])
 	}
-	for rest := ct; ; {
+	for rest, seen := ct, 0; ; seen++ {
 		i := indexFoldASCII(rest, name)
 		if i < 0 {
 			break
+		}
+		if seen == most {
+			return nil, false
 		}
 		rest = rest[i+len(name):]
 		if strings.HasPrefix(rest, "*") {
