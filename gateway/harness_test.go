@@ -302,6 +302,24 @@ func (e *env) do(r *http.Request) result {
 	return res
 }
 
+// postForm posts body to /public/x with the headers given as name and
+// value pairs (Content-Type none unless given), on a full anonymous
+// budget, and returns the answer and what the upstream got of the body.
+func (e *env) postForm(body string, header ...string) (res result, upstreamGot string) {
+	e.t.Helper()
+	e.clock.Advance(time.Minute)
+	r, _ := http.NewRequest("POST", e.srv.URL+"/public/x", strings.NewReader(body))
+	for i := 0; i+1 < len(header); i += 2 {
+		r.Header.Add(header[i], header[i+1])
+	}
+	res = e.do(r)
+	e.up.mu.Lock()
+	upstreamGot = e.up.lastBody
+	e.up.lastBody, e.up.lastBodyErr = "", nil
+	e.up.mu.Unlock()
+	return res, upstreamGot
+}
+
 // token is a valid DPoP-bound token for client "agent-1" with scope
 // tools:call, bound to the env's key.
 func (e *env) token(extra map[string]any) string {

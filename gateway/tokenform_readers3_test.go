@@ -1,10 +1,8 @@
 package gateway
 
 import (
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestTokenInFormReadersThird: bodies whose access_token a real reader yields
@@ -49,14 +47,11 @@ func TestTokenInFormReadersThird(t *testing.T) {
 		{"rack: leading %5Bs past 4 KiB", []string{"application/x-www-form-urlencoded"}, strings.Repeat("%5B", 1400) + "access_token=" + good + "&b=1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e.clock.Advance(time.Minute) // a full anonymous budget
-			r, _ := http.NewRequest("POST", e.srv.URL+"/public/x", strings.NewReader(tc.body))
-			r.Header["Content-Type"] = tc.contentTypes
-			res := e.do(r)
-			e.up.mu.Lock()
-			got := e.up.lastBody
-			e.up.lastBody = ""
-			e.up.mu.Unlock()
+			var header []string
+			for _, ct := range tc.contentTypes {
+				header = append(header, "Content-Type", ct)
+			}
+			res, got := e.postForm(tc.body, header...)
 			leaked := strings.Contains(got, good) || strings.Contains(got, utf16le(good))
 			if res.status != 400 || res.err.Error != "invalid_request" || leaked {
 				t.Errorf("got %d, upstream got the token: %v; want 400 invalid_request", res.status, leaked)
@@ -76,10 +71,7 @@ func TestTokenInFormLegitHeaders(t *testing.T) {
 			"--BBB\r\nContent-Disposition: form-data; name=\"google_access_token\"\r\n\r\nv\r\n--BBB--\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e.clock.Advance(time.Minute)
-			r, _ := http.NewRequest("POST", e.srv.URL+"/public/x", strings.NewReader(tc.body))
-			r.Header.Set("Content-Type", tc.contentType)
-			if res := e.do(r); res.status != 200 {
+			if res, _ := e.postForm(tc.body, "Content-Type", tc.contentType); res.status != 200 {
 				t.Errorf("got %d %s, want 200", res.status, res.err.Error)
 			}
 		})

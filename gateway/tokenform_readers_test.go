@@ -1,10 +1,8 @@
 package gateway
 
 import (
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestTokenInFormMoreReaders: bodies whose access_token a real reader yields
@@ -43,14 +41,7 @@ func TestTokenInFormMoreReaders(t *testing.T) {
 		{"rack: Content-ID, past the peek", mp, "--BBB\r\nContent-Disposition: form-data; name=pad\r\n\r\n" + strings.Repeat("x", 70<<10) + "\r\n--BBB\r\nContent-ID: access_token" + end},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e.clock.Advance(time.Minute) // a full anonymous budget
-			r, _ := http.NewRequest("POST", e.srv.URL+"/public/x", strings.NewReader(tc.body))
-			r.Header.Set("Content-Type", tc.contentType)
-			res := e.do(r)
-			e.up.mu.Lock()
-			got := e.up.lastBody
-			e.up.lastBody = ""
-			e.up.mu.Unlock()
+			res, got := e.postForm(tc.body, "Content-Type", tc.contentType)
 			if res.status != 400 || res.err.Error != "invalid_request" || strings.Contains(got, good) {
 				t.Errorf("got %d, upstream got the token: %v; want 400 invalid_request", res.status, strings.Contains(got, good))
 			}
