@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"mime"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -253,7 +254,23 @@ func (s *multipartScanner) addHeader(p []byte) (n int, done, again bool) {
 // access_token or an RFC 2231 name*; whole says the block is all there,
 // so that a spelling cut off by its end counts.
 func (s *multipartScanner) namesToken(whole bool) bool {
-	return namesToken(s.glued, &s.lookedGlued, whole) || namesToken(s.lines, &s.lookedLines, whole)
+	if namesToken(s.glued, &s.lookedGlued, whole) || namesToken(s.lines, &s.lookedLines, whole) {
+		return true
+	}
+	if !whole || !bytes.Contains(s.lines, []byte("=?")) {
+		return false
+	}
+	// RFC 2047 encoded words, which Commons FileUpload (Tomcat, Spring)
+	// decodes in names, B and Q, and ASP.NET Core, B.
+	decoded, err := wordDecoder.DecodeHeader(string(s.lines))
+	var looked int
+	return err == nil && namesToken([]byte(decoded), &looked, true)
+}
+
+// wordDecoder decodes RFC 2047 words in any charset, taking one it does
+// not know byte for byte.
+var wordDecoder = &mime.WordDecoder{
+	CharsetReader: func(_ string, input io.Reader) (io.Reader, error) { return input, nil },
 }
 
 // namesToken looks into text from *looked on (less an overlap) for a
@@ -269,6 +286,11 @@ func namesToken(text []byte, looked *int, whole bool) bool {
 		if r, _ := utf8.DecodeLastRune(text[:i]); i > 0 && (unicode.IsLetter(r) || unicode.IsDigit(r) || r == '_') {
 			continue
 		}
+		// A nested name, user[access_token], is no top-level field, and
+		// a file's name no field's.
+		if i >= 2 && text[i-1] == '[' && isWordByte(text[i-2]) || inQuotedFilename(text[:i]) {
+			continue
+		}
 		if match, more := beginsTokenName(text[i:]); match || more && whole {
 			return true
 		}
@@ -278,6 +300,29 @@ func namesToken(text []byte, looked *int, whole bool) bool {
 	}
 	*looked = len(text)
 	return false
+}
+
+// inQuotedFilename reports whether the text before a spelling ends inside
+// a quoted filename: its last quote, on the last line, opens a
+// filename="…" value. The value ends at the first quote after it, escaped
+// or not, as the least lenient reader ends it.
+func inQuotedFilename(before []byte) bool {
+	q := bytes.LastIndexByte(before, '"')
+	if q < 0 || bytes.IndexByte(before[q:], '\n') >= 0 {
+		return false
+	}
+	key := bytes.TrimRight(before[:q], " \t")
+	if !bytes.HasSuffix(key, []byte("=")) {
+		return false
+	}
+	key = bytes.TrimRight(key[:len(key)-1], " \t")
+	if len(key) < len("filename") || indexFoldASCII(key[len(key)-len("filename"):], "filename") != 0 {
+		return false
+	}
+	// The quote must open the value: an even number of quotes before it
+	// on its line.
+	line := before[bytes.LastIndexByte(before[:q], '\n')+1 : q]
+	return bytes.Count(line, []byte(`"`))%2 == 0
 }
 
 // beginsTokenName reports whether b begins with a spelling of access_token

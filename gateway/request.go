@@ -126,10 +126,10 @@ const maxFieldName = 4 << 10
 // upstream. A body whose form readers would part ways on counts as holding
 // a token, as the gateway does not guess: one with two Content-Types
 // (Werkzeug takes the last), or one with bytes past ASCII (Werkzeug trims
-// a NBSP); a multipart Content-Type that mime.ParseMediaType refuses, or a
-// quoted boundary with a backslash, '"' or '%' in it; an url-encoded body in a
-// charset other than UTF-8 or one of its subsets (busboy decodes
-// UTF-16); a compressed form (Express inflates one).
+// a NBSP); a multipart boundary with a backslash, '"' or '%' in it, which
+// readers unescape or not (multipartBoundaries); an url-encoded body in a
+// charset where ASCII letters are not themselves (busboy decodes UTF-16);
+// a compressed form (Express inflates one).
 func tokenInForm(r *http.Request) bool {
 	if r.Body == nil || r.Body == http.NoBody {
 		return false
@@ -153,8 +153,7 @@ func tokenInForm(r *http.Request) bool {
 		ss = append(ss, &queryScanner{})
 	}
 	if strings.HasPrefix(mt, "multipart/") || containsFoldASCII(ct, "multipart") {
-		_, params, err := mime.ParseMediaType(ct)
-		if err != nil || strings.ContainsAny(params["boundary"], `\"%`) {
+		if _, params, err := mime.ParseMediaType(ct); err == nil && strings.ContainsAny(params["boundary"], `\"%`) {
 			return true
 		}
 		boundaries, ok := multipartBoundaries(ct)
@@ -185,7 +184,8 @@ func tokenInForm(r *http.Request) bool {
 }
 
 // utf8Charset reports a Content-Type with no charset, or one whose
-// charset is UTF-8 or a subset of it as a form's names go (ASCII, Latin-1).
+// charset writes ASCII letters as ASCII does: UTF-8, ISO 8859, Windows
+// 125x.
 func utf8Charset(ct string) bool {
 	if indexFoldASCII(ct, "charset") < 0 {
 		return true
@@ -194,8 +194,11 @@ func utf8Charset(ct string) bool {
 	if err != nil {
 		return false
 	}
-	switch strings.ToLower(params["charset"]) {
-	case "", "utf-8", "utf8", "us-ascii", "ascii", "iso-8859-1", "latin1":
+	// None of these has a character that folds to an ASCII letter of
+	// access_token (as ſ and K do).
+	switch cs := strings.ToLower(params["charset"]); {
+	case cs == "", cs == "utf-8", cs == "utf8", cs == "us-ascii", cs == "ascii", cs == "latin1",
+		strings.HasPrefix(cs, "iso-8859-"), strings.HasPrefix(cs, "windows-125"):
 		return true
 	}
 	return false
@@ -233,11 +236,12 @@ func formMediaType(ct string) string {
 // under each: Go's (mime.ParseMediaType), and for each "boundary" in ct,
 // in any case and even inside another parameter's name or value, the
 // value after the first '=' that follows it, as PHP takes the first one
-// (main/rfc1867.c) and Rack or formidable another: in quotes (with and
-// without backslash escapes, which Werkzeug reads), up to a ',' or ';', or
-// up to a ';', spaces kept or trimmed. ok is false when the readers could
-// take too many, or when ct has an RFC 2231 "boundary*", which Werkzeug
-// decodes: the gateway does not guess.
+// (main/rfc1867.c) and Rack or formidable another: in quotes, or up to the
+// first non-token byte, a quote, a ',' or ';', or a ';', spaces kept or
+// trimmed. ok is false when the readers could take too many, when ct has
+// an RFC 2231 "boundary*", or a quoted boundary with a backslash or a '%'
+// (busboy keeps a backslash that Werkzeug drops, and Werkzeug decodes
+// %XX): the gateway does not guess.
 func multipartBoundaries(ct string) (boundaries []string, ok bool) {
 	const (
 		name = "boundary"
@@ -270,19 +274,23 @@ func multipartBoundaries(ct string) (boundaries []string, ok bool) {
 			continue
 		}
 		if q := strings.TrimLeft(v, " \t"); strings.HasPrefix(q, `"`) {
-			if end := strings.IndexByte(q[1:], '"'); end >= 0 {
-				add(q[1 : 1+end])
+			end := strings.IndexByte(q[1:], '"')
+			if end < 0 {
+				end = len(q) - 1
 			}
-			var b strings.Builder
-			for j := 1; j < len(q) && q[j] != '"'; j++ {
-				if q[j] == '\\' && j+1 < len(q) {
-					j++
-				}
-				b.WriteByte(q[j])
+			if strings.ContainsAny(q[1:1+end], `\%`) {
+				return nil, false // unescaped by some, %-decoded by Werkzeug
 			}
-			add(b.String())
+			add(q[1 : 1+end])
 		}
-		for _, stops := range []string{",;", ";"} {
+		// Werkzeug ends an unquoted value at its first non-token byte,
+		// Rack at a quote, PHP at ',' or ';', formidable at ';'.
+		tokenEnd := strings.IndexFunc(v, func(r rune) bool { return r > 0x7e || !isTokenByte(byte(r)) })
+		if tokenEnd < 0 {
+			tokenEnd = len(v)
+		}
+		add(v[:tokenEnd])
+		for _, stops := range []string{`";,`, ",;", ";"} {
 			b := v
 			if end := strings.IndexAny(v, stops); end >= 0 {
 				b = v[:end]
@@ -294,6 +302,11 @@ func multipartBoundaries(ct string) (boundaries []string, ok bool) {
 		}
 	}
 	return boundaries, true
+}
+
+// isTokenByte reports a byte of an RFC 9110 token.
+func isTokenByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
 }
 
 // holdsToken reports whether a query or form has a field an upstream could
