@@ -37,7 +37,8 @@ type formScanner interface {
 }
 
 // scanners is a formScanner made of several, each fed every piece: one
-// per boundary a multipart body may have.
+// per boundary a multipart body may have, and one for each way a reader
+// may read the body (url-encoded too, for Rack or formidable).
 type scanners []formScanner
 
 func (ss scanners) scan(p []byte) bool {

@@ -110,8 +110,9 @@ func tokenInQuery(rawQuery string) bool {
 // maxFormPeek bounds how much of a form body is read to look for a token.
 const maxFormPeek = 64 << 10
 
-// maxFieldName bounds a form field's name: a longer one is refused, as it
-// could hide an access_token (see queryScanner).
+// maxFieldName bounds how much of a form field's name is kept: a longer
+// one is refused if what is kept could begin an access_token (see
+// queryScanner).
 const maxFieldName = 4 << 10
 
 // tokenInForm reports an access_token in a form body (RFC 6750 §2.2),
