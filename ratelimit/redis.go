@@ -124,8 +124,8 @@ func decision(l Limit, n int, cmd *redis.Cmd) (Decision, error) {
 	}
 	tokens := math.Float64frombits(binary.LittleEndian.Uint64([]byte(s)))
 	// The script caps tokens at the burst, and a take overdraws by less
-	// than a nanosecond's refill.
-	if math.IsNaN(tokens) || tokens < -1 || tokens > float64(l.Capacity()) {
+	// than a nanosecond's refill (rate.Limiter grants a wait under 1ns).
+	if math.IsNaN(tokens) || tokens < -max(1, l.PerSecond()/1e9) || tokens > float64(l.Capacity()) {
 		return Decision{}, fmt.Errorf("ratelimit: redis: tokens %v out of range", tokens)
 	}
 	return decide(l, time.Now(), tokens, n, allowed == 1), nil

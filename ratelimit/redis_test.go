@@ -325,6 +325,14 @@ func TestRedisErrors(t *testing.T) {
 			}
 		})
 	}
+	// A take may overdraw by up to a nanosecond's refill, which for a
+	// limit of more than 10^9 a second is more than a token.
+	fast := Limit{Count: 5_000_000_000, Period: time.Second, Burst: 100}
+	cmd := redis.NewCmd(ctx)
+	cmd.SetVal([]any{int64(1), packed(-4)})
+	if d, err := decision(fast, 4, cmd); err != nil || !d.Allowed || d.Remaining != 0 {
+		t.Errorf("a take overdrawn by 4 at 5e9/s: got %+v, %v, want allowed, 0 remaining", d, err)
+	}
 	srv.Stop()
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
