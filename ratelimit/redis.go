@@ -34,16 +34,16 @@ var bucketScript = redis.NewScript(bucketLua)
 //
 // A bucket is one string, <prefix>bucket:{<key>}, of 32 bytes: its
 // tokens, when it last changed, and the rate and burst it was last used
-// with, as four little-endian float64s; the hash
-// tag keeps it in one Cluster slot. It expires when it would have refilled
-// (a full bucket carries no information: a missing one is full), so Redis
-// holds only the buckets in use. A call that takes nothing, or is denied,
-// writes nothing unless the Limit changed. A full bucket is a missing one
-// here even before it expires: a new, larger burst finds it full, where
-// Memory, until it drops the full bucket, keeps its old burst's tokens. (Buckets used to be hashes
-// under <prefix>rl:{<key>}; the new name keeps replicas of the two
-// versions off each other's keys during a rolling upgrade, at the price of
-// a budget each until it ends.)
+// with, as four little-endian float64s; the hash tag keeps it in one
+// Cluster slot. It expires when it would have refilled (a full bucket
+// carries no information: a missing one is full), so Redis holds only the
+// buckets in use. A call that takes nothing, or is denied, writes nothing
+// unless the Limit changed. A full bucket is a missing one here even
+// before it expires: a new, larger burst finds it full, where Memory,
+// until it drops the full bucket, keeps its old burst's tokens. (Buckets
+// used to be hashes under <prefix>rl:{<key>}; the new name keeps replicas
+// of the two versions off each other's keys during a rolling upgrade, at
+// the price of a budget each until it ends.)
 //
 // Create a Redis with NewRedis; the zero Redis is not usable.
 type Redis struct {
