@@ -110,6 +110,11 @@ func (in *introspector) check(ctx context.Context, v *Verifier, iss *issuer, tok
 		return r.result()
 	}
 	r, err := in.flight.do(ctx, sum, func(ctx context.Context) (introspected, error) {
+		// A flight that ended between the look above and this one has
+		// cached its answer: no second call for it.
+		if r, ok := in.cache.get(sum, now); ok {
+			return r, nil
+		}
 		ctx, cancel := context.WithTimeout(ctx, in.opts.Timeout)
 		defer cancel()
 		r, err := in.call(ctx, v, iss, token, now)
