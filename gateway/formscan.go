@@ -103,8 +103,6 @@ func (s *queryScanner) add(p []byte) {
 
 // nameEnds checks the name just ended, and forgets it.
 func (s *queryScanner) nameEnds() bool {
-	// holdsToken's own first test, before the name is copied to call it.
-	maybe := containsFoldASCII(s.name, "acce") || bytes.IndexByte(s.name, '%') >= 0
 	var held bool
 	if s.long {
 		// What the gateway kept may begin a spelling of access_token
@@ -118,6 +116,8 @@ func (s *queryScanner) nameEnds() bool {
 		match, more := beginsTokenName([]byte(kept))
 		held = match || more
 	} else {
+		// holdsToken's own first test, before the name is copied for it.
+		maybe := containsFoldASCII(s.name, "acce") || bytes.IndexByte(s.name, '%') >= 0
 		held = maybe && holdsToken(string(s.name))
 	}
 	s.name, s.long = s.name[:0], false
@@ -338,7 +338,7 @@ func beginsTokenName(b []byte) (match, more bool) {
 			return false, true
 		}
 		r, size := utf8.DecodeRune(b[i:])
-		if c == '_' && !strings.ContainsRune("_. [", r) || c != '_' && unicode.ToLower(unicode.ToUpper(r)) != c && unicode.ToLower(r) != c {
+		if !spells(c, r) {
 			return false, false
 		}
 		i += size

@@ -135,11 +135,14 @@ func tokenInForm(r *http.Request) bool {
 	if r.Body == nil || r.Body == http.NoBody {
 		return false
 	}
-	cts := r.Header.Values("Content-Type")
-	if len(cts) > 1 {
+	var ct string
+	switch cts := r.Header.Values("Content-Type"); len(cts) {
+	case 0:
+	case 1:
+		ct = cts[0]
+	default:
 		return true
 	}
-	ct := r.Header.Get("Content-Type")
 	for _, c := range []byte(ct) {
 		if c >= 0x80 {
 			return true
@@ -176,10 +179,9 @@ func tokenInForm(r *http.Request) bool {
 	if ct != "" && encoded(r.Header) {
 		return true
 	}
-	var s formScanner = ss
 	head, err := io.ReadAll(io.LimitReader(r.Body, maxFormPeek))
-	rest := io.Reader(&formGuard{r: r.Body, s: s})
-	found := s.scan(head) || err == nil && len(head) < maxFormPeek && s.end()
+	rest := io.Reader(&formGuard{r: r.Body, s: ss})
+	found := ss.scan(head) || err == nil && len(head) < maxFormPeek && ss.end()
 	r.Body = readCloser{io.MultiReader(bytes.NewReader(head), rest), r.Body}
 	return found
 }
@@ -383,12 +385,22 @@ func tokenName(name string) bool {
 			return false
 		}
 		c := rune(want[i])
-		if c == '_' && !strings.ContainsRune("_. [", r) || c != '_' && unicode.ToLower(unicode.ToUpper(r)) != c && unicode.ToLower(r) != c {
+		if !spells(c, r) {
 			return false
 		}
 		i++
 	}
 	return i == len(want)
+}
+
+// spells reports whether r stands for c, a letter of access_token or its
+// '_', as tokenName reads a name: a letter in any case (ſ and K too), and
+// '_', '.', ' ' or '[' for the '_'.
+func spells(c, r rune) bool {
+	if c == '_' {
+		return strings.ContainsRune("_. [", r)
+	}
+	return unicode.ToLower(unicode.ToUpper(r)) == c || unicode.ToLower(r) == c
 }
 
 // containsFoldASCII reports whether s holds sub, a word of lower-case ASCII
