@@ -225,7 +225,11 @@ func (ks *keySet) fetch(ctx context.Context, now time.Time) (*keySnapshot, time.
 	if err != nil {
 		return nil, 0, err
 	}
-	set, err := jwk.Parse(body)
+	// RFC 7517 §5: "Implementations SHOULD ignore JWKs within a JWK Set
+	// that use kty values that are not understood by them, that are
+	// missing required members, or for which values are out of the
+	// supported ranges": one such key must not hide the others.
+	set, err := jwk.Parse(body, jwk.WithIgnoreParseError(true))
 	if err != nil {
 		return nil, 0, fmt.Errorf("JWKS of %s does not parse: %w", ks.issuer, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -296,6 +297,35 @@ func TestConfiguredJWKSURI(t *testing.T) {
 	}
 	if got := ti.discoveries.Load(); got != 0 {
 		t.Fatalf("got %d discovery requests with jwks_uri configured, want 0", got)
+	}
+}
+
+// TestJWKSForeignKeys: a JWK Set may hold keys of types we do not
+// understand next to the signing key (RFC 7517 §5: implementations SHOULD
+// ignore such JWKs); they must not make the whole set unusable.
+func TestJWKSForeignKeys(t *testing.T) {
+	now := testNow
+	ti := newTestIssuer(t)
+	ti.addKey(t, "k1", "ES256")
+	set := string(ti.jwks(t))
+	for _, tc := range []struct{ name, key string }{
+		{"ok/jwks-post-quantum-akp", `{"kty":"AKP","alg":"ML-DSA-44","kid":"pq","pub":"AAAA"}`},
+		{"ok/jwks-unknown-kty", `{"kty":"future","kid":"f"}`},
+		{"ok/jwks-kty-missing", `{"kid":"nokty","use":"sig"}`},
+		{"ok/jwks-malformed-rsa", `{"kty":"RSA","kid":"r","n":1,"e":"AQAB"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			body := strings.Replace(set, `{"keys":[`, `{"keys":[`+tc.key+`,`, 1)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/jwk-set+json")
+				w.Write([]byte(body))
+			}))
+			defer srv.Close()
+			v := newTestVerifier(t, ti, func(o *Options) { o.Issuers[0].JWKSURI = srv.URL })
+			if _, err := v.Verify(bg, bearer(ti.token(t, "k1", ti.claims("", now)), now)); err != nil {
+				t.Fatalf("got %v, want success", err)
+			}
+		})
 	}
 }
 
