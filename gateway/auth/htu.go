@@ -17,7 +17,8 @@ var errBadHTU = errors.New("not an absolute http(s) URI")
 // and fragment parts"): RFC 3986 §6.2.2 syntax-based normalisation (scheme
 // and host lower-cased, percent-encodings upper-cased and decoded where they
 // encode an unreserved character, dot segments removed) and §6.2.3 scheme-
-// based normalisation (default port dropped, empty path made "/").
+// based normalisation (default port dropped, empty path made "/"), with the
+// bytes a path may not hold raw percent-encoded (see encodeRaw).
 //
 // Only absolute http and https URIs without userinfo are accepted. The result
 // has no query and no fragment. It never panics, whatever s holds.
@@ -50,11 +51,7 @@ func NormalizeHTU(s string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, c := range []byte(path) {
-		if !isPathChar(c) {
-			return "", errBadHTU
-		}
-	}
+	path = encodeRaw(path)
 	path, err = normalizePercent(path)
 	if err != nil {
 		return "", err
@@ -130,6 +127,37 @@ func normalizeAuthority(a, defaultPort string) (string, error) {
 		return host + ":" + p, nil
 	}
 	return host, nil
+}
+
+// encodeRaw percent-encodes the bytes of a path that RFC 3986 §3.3 does
+// not allow raw: '[', ']', '|', '^', non-ASCII and the like. A raw byte
+// and its percent-encoding name the same resource: WHATWG URL clients send
+// '[', ']', '|' and '^' raw in a path and in htu, Go's server and client
+// keep '[' and ']' raw and encode the rest, and a client may write htu
+// from an IRI (RFC 3987 §3.1 maps it so) while its HTTP stack sends the
+// bytes encoded. '%' is left for normalizePercent to check.
+func encodeRaw(path string) string {
+	n := 0
+	for _, c := range []byte(path) {
+		if !isPathChar(c) {
+			n++
+		}
+	}
+	if n == 0 {
+		return path
+	}
+	var b strings.Builder
+	b.Grow(len(path) + 2*n)
+	for _, c := range []byte(path) {
+		if isPathChar(c) {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(upperHex[c>>4])
+		b.WriteByte(upperHex[c&15])
+	}
+	return b.String()
 }
 
 // normalizePercent upper-cases the hex digits of every percent-encoding and

@@ -30,6 +30,7 @@ func TestNormalizeHTU(t *testing.T) {
 		{"ok/ipv6", "https://[2001:DB8::1]:443/x", "https://[2001:db8::1]/x"},
 		{"ok/ipv6-port", "http://[::1]:8080/x", "http://[::1]:8080/x"},
 		{"ok/ipv4", "http://127.0.0.1:8080", "http://127.0.0.1:8080/"},
+		{"ok/raw-bytes-encoded", "https://example.com/a[0]|^/caf\u00e9", "https://example.com/a%5B0%5D%7C%5E/caf%C3%A9"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := NormalizeHTU(tc.in)
