@@ -154,8 +154,9 @@ func writeError(w http.ResponseWriter, a *answer, cp challengeParams) {
 
 // challenges builds the WWW-Authenticate values for a 401 or 403.
 //
-//   - No token on a route that needs one: a DPoP challenge without error
-//     (RFC 6750 §3.1), with algs and resource_metadata; when the route also
+//   - No token on a route that needs one, or credentials of another
+//     scheme: a DPoP challenge without error (RFC 6750 §3.1), with algs
+//     and resource_metadata; when the route also
 //     takes Bearer tokens a Bearer challenge comes first, since MCP SDK
 //     clients read only the first challenge's parameters.
 //   - Otherwise one challenge in the scheme of the request (DPoP when the
@@ -168,7 +169,7 @@ func challenges(a *answer, desc string, cp challengeParams) []string {
 	dpop := func(params ...string) string {
 		return "DPoP " + joinParams(append(params, fmt.Sprintf(`algs="%s"`, cp.algs), rm)...)
 	}
-	if a.reason == "missing_token" {
+	if a.reason == "missing_token" || a.reason == string(auth.ReasonUnsupportedScheme) {
 		out := []string{}
 		if cp.bearerToo {
 			out = append(out, "Bearer "+joinParams(rm))

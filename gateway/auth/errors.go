@@ -28,9 +28,13 @@ type Reason string
 const (
 	ReasonMultipleAuthorization  Reason = "multiple_authorization"
 	ReasonMalformedAuthorization Reason = "malformed_authorization"
-	ReasonUnsupportedScheme      Reason = "unsupported_scheme"
 	ReasonCredentialTooLarge     Reason = "credential_too_large"
 )
+
+// ReasonUnsupportedScheme: the Authorization header names another scheme
+// (Basic, Negotiate...). It is an invalid_token answered as a missing
+// token is: no error in the challenge (RFC 6750 §3.1).
+const ReasonUnsupportedScheme Reason = "unsupported_scheme"
 
 // Reasons for invalid_token (RFC 9068 §4, RFC 9449 §7).
 const (

@@ -301,13 +301,32 @@ func (v *Verifier) parseAuthorization(values []string) (scheme, token string, er
 		scheme = "DPoP"
 	case strings.EqualFold(s, "Bearer"):
 		scheme = "Bearer"
+	case isToken(s):
+		// Another authentication scheme: the request carries no access
+		// token, and is answered as one without (RFC 6750 §3 and §3.1:
+		// a challenge, with no error code).
+		return "", "", &Error{Code: InvalidToken, Reason: ReasonUnsupportedScheme, Err: errors.New("Authorization scheme is neither DPoP nor Bearer")}
 	default:
-		return "", "", &Error{Code: InvalidRequest, Reason: ReasonUnsupportedScheme, Err: errors.New("Authorization scheme is neither DPoP nor Bearer")}
+		return "", "", &Error{Code: InvalidRequest, Reason: ReasonMalformedAuthorization, Err: errors.New("Authorization value does not begin with a scheme")}
 	}
 	if !ok || !isToken68(t) {
 		return "", "", &Error{Code: InvalidRequest, Reason: ReasonMalformedAuthorization, Scheme: scheme, Err: errors.New("Authorization value is not one token68")}
 	}
 	return scheme, t, nil
+}
+
+// isToken: 1*tchar (RFC 9110 §5.6.2), as an auth-scheme is.
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // isToken68: 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
