@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -224,20 +225,47 @@ func (v *Verifier) principal(iss *issuer, c *tokenClaims, payload []byte, now ti
 // (an array of strings, or a string, as some servers send).
 func parseScopes(scope string, scp json.RawMessage) ([]string, error) {
 	if scope != "" {
-		return strings.Fields(scope), nil
+		return splitScope(scope), nil
 	}
 	if len(scp) == 0 || string(scp) == "null" {
 		return nil, nil
 	}
 	var list []string
 	if err := json.Unmarshal(scp, &list); err == nil {
-		return list, nil
+		return slices.DeleteFunc(list, func(s string) bool { return !isScopeToken(s) }), nil
 	}
 	var s string
 	if err := json.Unmarshal(scp, &s); err == nil {
-		return strings.Fields(s), nil
+		return splitScope(s), nil
 	}
 	return nil, tokenError(ReasonMalformedToken, "scp is neither a string nor an array of strings")
+}
+
+// splitScope splits a scope string at SP, the one delimiter of RFC 6749
+// §3.3 (not at tabs or Unicode spaces, which strings.Fields would take),
+// and drops what is not a scope-token: a malformed value grants nothing,
+// and never reaches the upstream (X-Auth-Scope) to be split there.
+func splitScope(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, " ") {
+		if isScopeToken(v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// isScopeToken: 1*( %x21 / %x23-5B / %x5D-7E ) (RFC 6749 §3.3).
+func isScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // parseCnf reads the confirmation claim (RFC 7800). Only jkt (RFC 9449

@@ -133,6 +133,29 @@ func TestTokenChecks(t *testing.T) {
 		{"fail/cnf-jkt-short", signed("ec", func(c map[string]any) { c["cnf"] = map[string]any{"jkt": "abc"} }), nil, InvalidToken, ReasonMalformedToken},
 		{"fail/scp-object", signed("ec", func(c map[string]any) { delete(c, "scope"); c["scp"] = map[string]any{} }), nil, InvalidToken, ReasonMalformedToken},
 		{"fail/unknown-kid", withHeader("ec", func(h map[string]any) { h["kid"] = "nope" }), nil, InvalidToken, ReasonUnknownKID},
+		// RFC 6749 §3.3 and RFC 8693 §4.2: scope values are separated by
+		// SP; a tab or a Unicode space is part of one (malformed) value and
+		// grants none of the scopes it seems to hold.
+		{"fail/scope-split-on-nbsp", signed("ec", func(c map[string]any) { c["scope"] = "listings:read\u00a0tools:call" }), func(t *testing.T, p *Principal) {
+			if len(p.MissingScopes([]string{"tools:call"})) == 0 || len(p.MissingScopes([]string{"listings:read"})) == 0 {
+				t.Fatalf("got scopes %q from one value holding a no-break space", p.Scopes)
+			}
+		}, "", ""},
+		{"fail/scope-split-on-tab", signed("ec", func(c map[string]any) { c["scope"] = "listings:read\ttools:call" }), func(t *testing.T, p *Principal) {
+			if len(p.MissingScopes([]string{"tools:call"})) == 0 {
+				t.Fatalf("got scopes %q from one value holding a tab", p.Scopes)
+			}
+		}, "", ""},
+		{"fail/scp-string-split-on-line-separator", signed("ec", func(c map[string]any) { delete(c, "scope"); c["scp"] = "a\u2028tools:call" }), func(t *testing.T, p *Principal) {
+			if len(p.MissingScopes([]string{"tools:call"})) == 0 {
+				t.Fatalf("got scopes %q from one value holding U+2028", p.Scopes)
+			}
+		}, "", ""},
+		{"ok/scope-double-space", signed("ec", func(c map[string]any) { c["scope"] = " listings:read  tools:call " }), func(t *testing.T, p *Principal) {
+			if p.Scope() != "listings:read tools:call" {
+				t.Fatalf("got scope %q, want \"listings:read tools:call\"", p.Scope())
+			}
+		}, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tok := tc.token()
