@@ -280,7 +280,10 @@ func parseCnf(raw json.RawMessage) (string, error) {
 		return "", tokenError(ReasonMalformedToken, "cnf is not a JSON object")
 	}
 	jktRaw, ok := cnf["jkt"]
-	if !ok {
+	if !ok || len(cnf) != 1 {
+		// RFC 7800 §3.1: cnf represents a single proof-of-possession
+		// key. A member besides jkt (x5t#S256, kid, jwk) binds the token
+		// to a key we do not check possession of.
 		return "", tokenError(ReasonUnsupportedCnf, "cnf binds the token by a method other than jkt")
 	}
 	var jkt string

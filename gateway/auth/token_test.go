@@ -130,6 +130,17 @@ func TestTokenChecks(t *testing.T) {
 		{"fail/no-aud", signed("ec", func(c map[string]any) { delete(c, "aud") }), nil, InvalidToken, ReasonAudience},
 		{"fail/no-client", signed("ec", func(c map[string]any) { delete(c, "client_id"); delete(c, "sub") }), nil, InvalidToken, ReasonNoClient},
 		{"fail/cnf-x5t", signed("ec", func(c map[string]any) { c["cnf"] = map[string]any{"x5t#S256": "abc"} }), nil, InvalidToken, ReasonUnsupportedCnf},
+		// RFC 7800 §3.1: cnf represents a single proof-of-possession key; a
+		// token also bound to a certificate (RFC 8705) or a key id whose
+		// possession we cannot check is refused, as one bound by x5t alone.
+		{"fail/cnf-jkt-and-x5t", func() string {
+			return ti.token(t, "ec", claims(func(c map[string]any) {
+				c["cnf"] = map[string]any{"jkt": strings.Repeat("A", 43), "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}
+			}))
+		}, nil, InvalidToken, ReasonUnsupportedCnf},
+		{"fail/cnf-jkt-and-kid", func() string {
+			return ti.token(t, "ec", claims(func(c map[string]any) { c["cnf"] = map[string]any{"jkt": strings.Repeat("A", 43), "kid": "k"} }))
+		}, nil, InvalidToken, ReasonUnsupportedCnf},
 		{"fail/cnf-jkt-short", signed("ec", func(c map[string]any) { c["cnf"] = map[string]any{"jkt": "abc"} }), nil, InvalidToken, ReasonMalformedToken},
 		{"fail/scp-object", signed("ec", func(c map[string]any) { delete(c, "scope"); c["scp"] = map[string]any{} }), nil, InvalidToken, ReasonMalformedToken},
 		{"fail/unknown-kid", withHeader("ec", func(h map[string]any) { h["kid"] = "nope" }), nil, InvalidToken, ReasonUnknownKID},
@@ -186,6 +197,9 @@ func TestSchemes(t *testing.T) {
 	ti, v, pk, bound := boundSetup(t, "ES256")
 	unbound := ti.token(t, "k1", ti.claims("", now))
 	proof := func(tok string) []string { return []string{pk.proof(t, "POST", testURL, tok, now)} }
+	certToo := ti.claims(pk.jkt, now)
+	certToo["cnf"] = map[string]any{"jkt": pk.jkt, "x5t#S256": "bwcK0esc3ACC3DB2Y5_lESsXE8o9ltc05O89jdN-dg2"}
+	boundToCertToo := ti.token(t, "k1", certToo)
 
 	for _, tc := range []struct {
 		name        string
@@ -212,6 +226,7 @@ func TestSchemes(t *testing.T) {
 		{"fail/bearer-downgrade-with-proof", []string{"Bearer " + bound}, proof(bound), false, InvalidToken, ReasonBearerDowngrade, "Bearer"},
 		{"fail/bearer-on-dpop-route", []string{"Bearer " + unbound}, nil, true, InvalidToken, ReasonBearerRefused, "DPoP"},
 		{"fail/dpop-with-unbound-token", []string{"DPoP " + unbound}, proof(unbound), false, InvalidToken, ReasonUnboundDPoP, "DPoP"},
+		{"fail/dpop-token-also-bound-to-a-certificate", []string{"DPoP " + boundToCertToo}, proof(boundToCertToo), false, InvalidToken, ReasonUnsupportedCnf, "DPoP"},
 		{"fail/dpop-without-proof", []string{"DPoP " + bound}, nil, false, InvalidDPoPProof, ReasonMissingProof, "DPoP"},
 		{"fail/proof-too-large", []string{"DPoP " + bound}, []string{strings.Repeat("a", 9000)}, false, InvalidDPoPProof, ReasonMalformedProof, "DPoP"},
 	} {
