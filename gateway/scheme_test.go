@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"net/http"
 	"strings"
 	"testing"
 )
@@ -50,5 +49,4 @@ func TestUnsupportedScheme(t *testing.T) {
 			}
 		})
 	}
-	_ = http.StatusOK
 }
