@@ -66,7 +66,7 @@ func (t routeTable) match(host, path, method string) *route {
 		if rt.host != "" && !hostMatches(rt.host, host) {
 			continue
 		}
-		if rt.methods != nil && !rt.methods[method] {
+		if !rt.allows(method) {
 			continue
 		}
 		if prefixMatches(rt.prefix, path) {
@@ -74,6 +74,15 @@ func (t routeTable) match(host, path, method string) *route {
 		}
 	}
 	return nil
+}
+
+// allows reports whether the route takes method. A HEAD is a GET to the
+// upstream (Go's ServeMux, Express, Flask, Rails and Spring answer it with
+// their GET handler), so a route that takes GET takes HEAD too: otherwise a
+// HEAD would pass a GET-only route by for a laxer one and still run the
+// GET handler behind it.
+func (rt *route) allows(method string) bool {
+	return rt.methods == nil || rt.methods[method] || method == "HEAD" && rt.methods["GET"]
 }
 
 // prefixMatches: prefix matches whole path segments, so /api matches /api

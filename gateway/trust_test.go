@@ -1,0 +1,53 @@
+package gateway
+
+import (
+	"net/http"
+	"testing"
+)
+
+// Findings of a review of the trust boundaries of the request path, each a
+// case that failed before its fix.
+
+// getOnlyRoutes has a GET-only route with no catch-all behind it.
+const getOnlyRoutes = `
+  - name: getonly
+    path_prefix: /getonly
+    methods: [GET]
+    upstream: %[2]s
+    auth: none
+`
+
+// TestMethodRouteConfusion: a request is routed as the upstream will read
+// its method. Upstreams answer HEAD with their GET handler (Go's ServeMux,
+// Express, Flask, Rails, Spring), so a HEAD must not slip past a GET-only
+// route to a laxer one.
+func TestMethodRouteConfusion(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		extra  string
+		method string
+		path   string
+		hdr    []string
+		status int
+	}{
+		{name: "fail/head-past-get-only-route", extra: adminRoutes + restRoute, method: "HEAD", path: "/admin/secrets", status: 401},
+		{name: "fail/forward-auth-head-past-get-only-route", extra: adminRoutes + restRoute + forwardAuthConfig(true), method: "GET", path: "/auth",
+			hdr: []string{"X-Original-Method", "HEAD", "X-Original-URL", "https://api.example.com/admin/secrets"}, status: 401},
+		{name: "ok/get-on-get-only-route", extra: getOnlyRoutes, method: "GET", path: "/getonly/x", status: 200},
+		{name: "ok/head-on-get-only-route", extra: getOnlyRoutes, method: "HEAD", path: "/getonly/x", status: 200},
+		{name: "ok/post-past-get-only-route", extra: adminRoutes + restRoute, method: "POST", path: "/admin/secrets", status: 200},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.extra)
+			res := e.do(e.req(tc.method, tc.path, tc.hdr...))
+			if res.status != tc.status {
+				t.Fatalf("got %d %s, want %d", res.status, res.body, tc.status)
+			}
+			if res.status >= 400 && res.header.Get(upstreamMark) != "" {
+				t.Fatalf("the upstream answered a request the gateway should have refused")
+			}
+		})
+	}
+}
+
+var _ = http.MethodGet
