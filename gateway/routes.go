@@ -80,9 +80,15 @@ func (t routeTable) match(host, path, method string) *route {
 // upstream (Go's ServeMux, Express, Flask, Rails and Spring answer it with
 // their GET handler), so a route that takes GET takes HEAD too: otherwise a
 // HEAD would pass a GET-only route by for a laxer one and still run the
-// GET handler behind it.
+// GET handler behind it. The method is compared in upper case (the config's
+// are upper-case): Django and Werkzeug (Flask) upper-case the method they
+// are given, so to them a "get" is a GET.
 func (rt *route) allows(method string) bool {
-	return rt.methods == nil || rt.methods[method] || method == "HEAD" && rt.methods["GET"]
+	if rt.methods == nil {
+		return true
+	}
+	method = strings.ToUpper(method)
+	return rt.methods[method] || method == "HEAD" && rt.methods["GET"]
 }
 
 // prefixMatches: prefix matches whole path segments, so /api matches /api

@@ -20,7 +20,8 @@ const getOnlyRoutes = `
 // TestMethodRouteConfusion: a request is routed as the upstream will read
 // its method. Upstreams answer HEAD with their GET handler (Go's ServeMux,
 // Express, Flask, Rails, Spring), so a HEAD must not slip past a GET-only
-// route to a laxer one.
+// route to a laxer one; and Django and Werkzeug (Flask) upper-case the
+// method they are given, so a "get" must not either.
 func TestMethodRouteConfusion(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -33,6 +34,10 @@ func TestMethodRouteConfusion(t *testing.T) {
 		{name: "fail/head-past-get-only-route", extra: adminRoutes + restRoute, method: "HEAD", path: "/admin/secrets", status: 401},
 		{name: "fail/forward-auth-head-past-get-only-route", extra: adminRoutes + restRoute + forwardAuthConfig(true), method: "GET", path: "/auth",
 			hdr: []string{"X-Original-Method", "HEAD", "X-Original-URL", "https://api.example.com/admin/secrets"}, status: 401},
+		{name: "fail/lower-case-get-past-get-only-route", extra: adminRoutes + restRoute, method: "get", path: "/admin/secrets", status: 401},
+		{name: "fail/mixed-case-head-past-get-only-route", extra: adminRoutes + restRoute, method: "Head", path: "/admin/secrets", status: 401},
+		{name: "fail/forward-auth-lower-case-get", extra: adminRoutes + restRoute + forwardAuthConfig(true), method: "GET", path: "/auth",
+			hdr: []string{"X-Original-Method", "get", "X-Original-URL", "https://api.example.com/admin/secrets"}, status: 401},
 		{name: "ok/get-on-get-only-route", extra: getOnlyRoutes, method: "GET", path: "/getonly/x", status: 200},
 		{name: "ok/head-on-get-only-route", extra: getOnlyRoutes, method: "HEAD", path: "/getonly/x", status: 200},
 		{name: "ok/post-past-get-only-route", extra: adminRoutes + restRoute, method: "POST", path: "/admin/secrets", status: 200},
