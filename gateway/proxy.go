@@ -63,16 +63,14 @@ func (g *Gateway) rewrite(rt *route, pr *httputil.ProxyRequest) {
 	h.Del("Authorization")
 	h.Del("DPoP")
 	for k := range h {
-		// Identity fields are the gateway's to write, in any spelling:
-		// CGI-style servers read X_Auth_Subject as X-Auth-Subject.
-		if len(k) > 7 && strings.EqualFold(strings.ReplaceAll(k[:7], "_", "-"), "X-Auth-") {
+		// Identity fields are the gateway's to write, and method
+		// overrides would let a request that passed as one method act as
+		// another upstream (routes match on the method): in any
+		// spelling, as CGI-style servers (PHP, WSGI, Rack) read
+		// X_Auth_Subject as X-Auth-Subject.
+		if len(k) > 7 && sameFieldName(k[:7], "x-auth-") || anyFieldName(k, methodOverrides) {
 			delete(h, k)
 		}
-	}
-	// A method override would let a request that passed as one method act
-	// as another upstream (routes match on the method).
-	for _, k := range methodOverrides {
-		delete(h, k)
 	}
 	// X-Forwarded-For: the trusted chain, then the peer. SetXForwarded
 	// appends the peer to whatever X-Forwarded-For Out already holds.
@@ -115,9 +113,41 @@ func setIdentity(h http.Header, x *exchange) {
 	}
 }
 
-// methodOverrides are the (canonical) names frameworks read a method
-// override from.
-var methodOverrides = []string{"X-Http-Method-Override", "X-Http-Method", "X-Method-Override"}
+// methodOverrides are the names frameworks read a method override from,
+// in lower case.
+var methodOverrides = []string{"x-http-method-override", "x-http-method", "x-method-override"}
+
+// sameFieldName reports whether the header field name k is want (lower
+// case, with '-') as a CGI-style server reads it: in any case, and with
+// '_' for '-' (both become '_' in HTTP_X_AUTH_SUBJECT).
+func sameFieldName(k, want string) bool {
+	if len(k) != len(want) {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c == '_' {
+			c = '-'
+		} else if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != want[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// anyFieldName reports whether k is one of names, as sameFieldName reads
+// it.
+func anyFieldName(k string, names []string) bool {
+	for _, n := range names {
+		if sameFieldName(k, n) {
+			return true
+		}
+	}
+	return false
+}
 
 // stripPrefix removes the route prefix from the path, keeping a leading /.
 func stripPrefix(u *url.URL, prefix string) {

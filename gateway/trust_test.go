@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -56,3 +57,34 @@ func TestMethodRouteConfusion(t *testing.T) {
 }
 
 var _ = http.MethodGet
+
+// TestUpstreamNeverSees: fields a client wrote that would make the
+// upstream act on another request than the one the gateway judged do not
+// reach it, in any spelling a CGI-style server reads (PHP, WSGI and Rack
+// see X_HTTP_METHOD_OVERRIDE as X-HTTP-Method-Override).
+func TestUpstreamNeverSees(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hdr  []string // name, value: the name must not reach the upstream
+	}{
+		{"fail/method-override-underscores", []string{"X_HTTP_Method_Override", "DELETE"}},
+		{"fail/method-override-mixed", []string{"X-HTTP_Method-Override", "DELETE"}},
+		{"fail/x-http-method-underscores", []string{"X_Http_Method", "DELETE"}},
+		{"fail/x-method-override-underscores", []string{"x_method_override", "DELETE"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, "")
+			res := e.do(e.req("POST", "/public/x", tc.hdr...))
+			if res.status != 200 {
+				t.Fatalf("got %d %s, want 200", res.status, res.body)
+			}
+			for i := 0; i+1 < len(tc.hdr); i += 2 {
+				for name, v := range res.echo.Header {
+					if strings.EqualFold(name, tc.hdr[i]) {
+						t.Errorf("upstream got %s: %q", name, v)
+					}
+				}
+			}
+		})
+	}
+}
