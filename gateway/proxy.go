@@ -63,12 +63,12 @@ func (g *Gateway) rewrite(rt *route, pr *httputil.ProxyRequest) {
 	h.Del("Authorization")
 	h.Del("DPoP")
 	for k := range h {
-		// Identity fields are the gateway's to write, and method
-		// overrides would let a request that passed as one method act as
-		// another upstream (routes match on the method): in any
-		// spelling, as CGI-style servers (PHP, WSGI, Rack) read
-		// X_Auth_Subject as X-Auth-Subject.
-		if len(k) > 7 && sameFieldName(k[:7], "x-auth-") || anyFieldName(k, methodOverrides) {
+		// Identity fields are the gateway's to write; method overrides
+		// and descriptions of another request would let a request that
+		// passed as one method or path act as another upstream (routes
+		// match on both): in any spelling, as CGI-style servers (PHP,
+		// WSGI, Rack) read X_Auth_Subject as X-Auth-Subject.
+		if len(k) > 7 && sameFieldName(k[:7], "x-auth-") || anyFieldName(k, methodOverrides) || anyFieldName(k, requestDescriptions) {
 			delete(h, k)
 		}
 	}
@@ -116,6 +116,14 @@ func setIdentity(h http.Header, x *exchange) {
 // methodOverrides are the names frameworks read a method override from,
 // in lower case.
 var methodOverrides = []string{"x-http-method-override", "x-http-method", "x-method-override"}
+
+// requestDescriptions are the names of fields that describe another
+// request than the one they come with, in lower case: frameworks route on
+// X-Original-URL and X-Rewrite-URL (Symfony before 3.4.14, Zend Framework,
+// IIS URL Rewrite), and forward-auth services (the gateway's own among
+// them) judge the request that X-Original-Method, X-Forwarded-Method and
+// X-Forwarded-Uri describe.
+var requestDescriptions = []string{"x-original-url", "x-rewrite-url", "x-original-method", "x-forwarded-method", "x-forwarded-uri"}
 
 // sameFieldName reports whether the header field name k is want (lower
 // case, with '-') as a CGI-style server reads it: in any case, and with

@@ -71,6 +71,16 @@ func TestUpstreamNeverSees(t *testing.T) {
 		{"fail/method-override-mixed", []string{"X-HTTP_Method-Override", "DELETE"}},
 		{"fail/x-http-method-underscores", []string{"X_Http_Method", "DELETE"}},
 		{"fail/x-method-override-underscores", []string{"x_method_override", "DELETE"}},
+		// Symfony before 2.7.49/3.4.14, Zend Framework 1 and 2, and IIS
+		// URL Rewrite apps route on these: /public/x would serve /tools/x.
+		{"fail/x-original-url", []string{"X-Original-URL", "/tools/x"}},
+		{"fail/x-rewrite-url", []string{"X-Rewrite-URL", "/tools/x"}},
+		{"fail/x-original-url-underscores", []string{"X_Original_URL", "/tools/x"}},
+		// The descriptions of an original request the gateway's own
+		// forward auth reads, for an upstream that reads them too.
+		{"fail/x-original-method", []string{"X-Original-Method", "DELETE"}},
+		{"fail/x-forwarded-uri", []string{"X-Forwarded-Uri", "/tools/x"}},
+		{"fail/x-forwarded-method", []string{"X-Forwarded-Method", "DELETE"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, "")
