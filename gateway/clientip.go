@@ -37,8 +37,9 @@ func peerAddr(r *http.Request) netip.Addr {
 // when the peer is a trusted proxy, the rightmost X-Forwarded-For hop that
 // is not itself a trusted proxy (all X-Forwarded-For fields joined, walked
 // right to left, as Caddy's strict mode does). Hops left of the first
-// untrusted one were written by the client and are never believed. A
-// malformed hop ends the walk at the last trusted hop seen.
+// untrusted one were written by the client and are never believed. A hop
+// may carry a port (parseHop). A malformed hop ends the walk at the last
+// trusted hop seen.
 func (tp trustedProxies) clientIP(r *http.Request) (ip netip.Addr, peerTrusted bool) {
 	peer := peerAddr(r)
 	if !peer.IsValid() || !tp.contains(peer) {
@@ -55,8 +56,8 @@ func (tp trustedProxies) clientIP(r *http.Request) (ip netip.Addr, peerTrusted b
 			} else {
 				hop, hops = hops, ""
 			}
-			a, err := netip.ParseAddr(strings.TrimSpace(hop))
-			if err != nil {
+			a, ok := parseHop(strings.TrimSpace(hop))
+			if !ok {
 				return client, true
 			}
 			client = a.Unmap()
@@ -66,6 +67,30 @@ func (tp trustedProxies) clientIP(r *http.Request) (ip netip.Addr, peerTrusted b
 		}
 	}
 	return client, true
+}
+
+// parseHop reads one X-Forwarded-For hop: an address, or (as Azure
+// Application Gateway and IIS ARR write it) an address and port,
+// 198.51.100.7:4711 or [2001:db8::7]:4711, or a bracketed IPv6 address.
+func parseHop(hop string) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(hop); err == nil {
+		return a, true
+	}
+	var a netip.Addr
+	if strings.HasPrefix(hop, "[") && strings.HasSuffix(hop, "]") {
+		var err error
+		if a, err = netip.ParseAddr(hop[1 : len(hop)-1]); err != nil || !a.Is6() {
+			return netip.Addr{}, false
+		}
+	} else {
+		ap, err := netip.ParseAddrPort(hop)
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		a = ap.Addr()
+	}
+	// A zone means nothing off the host that wrote it.
+	return a, a.Zone() == ""
 }
 
 // limitKey is the rate-limit identity of an address: the address itself

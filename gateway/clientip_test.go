@@ -24,6 +24,15 @@ func TestClientIP(t *testing.T) {
 		{"ok/garbage-hop-stops", "10.0.0.1:5000", []string{"6.6.6.6, not-an-ip, 10.1.1.1"}, "10.1.1.1", true},
 		{"ok/ipv6-peer", "[::1]:5000", []string{"2001:db8::7"}, "2001:db8::7", true},
 		{"ok/v4-mapped", "[::ffff:10.0.0.1]:5000", []string{"198.51.100.9"}, "198.51.100.9", true},
+		// Azure Application Gateway and IIS ARR write the client's port
+		// too: read as garbage, every client would share the proxy's
+		// budgets (anonymous and auth_failures alike).
+		{"ok/hop-with-port", "10.0.0.1:5000", []string{"6.6.6.6, 198.51.100.9:4711"}, "198.51.100.9", true},
+		{"ok/v6-hop-with-port", "10.0.0.1:5000", []string{"[2001:db8::7]:4711"}, "2001:db8::7", true},
+		{"ok/v6-hop-in-brackets", "10.0.0.1:5000", []string{"[2001:db8::7]"}, "2001:db8::7", true},
+		{"ok/trusted-hop-with-port", "10.0.0.1:5000", []string{"198.51.100.9, 10.1.1.1:443"}, "198.51.100.9", true},
+		{"ok/v4-mapped-hop-with-port", "10.0.0.1:5000", []string{"[::ffff:198.51.100.9]:4711"}, "198.51.100.9", true},
+		{"ok/bad-port-stops", "10.0.0.1:5000", []string{"6.6.6.6, 198.51.100.9:x, 10.1.1.1"}, "10.1.1.1", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &http.Request{RemoteAddr: tc.peer, Header: http.Header{}}
