@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/dpopgate/dpopgate/gateway/auth"
@@ -41,6 +42,11 @@ import (
 // identityHeaders are the fields of an allowed answer that carry the
 // verified identity (spec §3.8), for the ingress to copy upstream.
 var identityHeaders = []string{"X-Auth-Subject", "X-Auth-Client-Id", "X-Auth-Scope", "X-Auth-Tier", "X-Auth-Issuer", "X-Auth-Jkt"}
+
+// ingressOverwrites are the X-Auth-* fields of an original request that
+// the ingress replaces before the request goes upstream: the identity, and
+// the X-Auth-Request-Redirect that ingress-nginx writes on the auth call.
+var ingressOverwrites = append(slices.Clone(identityHeaders), "X-Auth-Request-Redirect")
 
 // envoyRemoveHeader lists, in an allowed answer, the request fields Envoy's
 // ext_authz HTTP client removes before the request goes upstream: the
@@ -93,6 +99,10 @@ func (g *Gateway) serveForwardAuth(w http.ResponseWriter, r *http.Request, s *sn
 		return true
 	}
 	x.target = t
+	if k := smuggledField(r.Header); k != "" {
+		g.refuse(r.Context(), w, s, x, forwardRefusal(reasonForwardSmuggled, errors.New("the original request carries "+k+", which the ingress would pass upstream")))
+		return true
+	}
 	if ans := g.admit(r.Context(), s, x, originalRequest(r, t)); ans != nil {
 		g.refuse(r.Context(), w, s, x, ans)
 		return true
@@ -142,7 +152,28 @@ const (
 	reasonForwardNoRequest = "forward_auth_no_original_request"
 	reasonForwardMalformed = "forward_auth_malformed"
 	reasonForwardConflict  = "forward_auth_conflicting_headers"
+	reasonForwardSmuggled  = "forward_auth_smuggled_field"
 )
+
+// smuggledField names a field of the original request that the proxy would
+// have stripped (rewrite) but that the ingress would pass upstream, or "":
+// an X-Auth-* field other than the identity fields the ingress overwrites
+// with the answer's (and ingress-nginx's own X-Auth-Request-Redirect), any
+// X-Auth-* spelled with '_' (read as X-Auth-* by CGI-style servers, and
+// overwritten by no ingress), and method overrides. The gateway cannot
+// take them out of a request it does not forward, so it refuses it.
+func smuggledField(h http.Header) string {
+	for k := range h {
+		if anyFieldName(k, methodOverrides) {
+			return k
+		}
+		if len(k) > 7 && sameFieldName(k[:7], "x-auth-") &&
+			(strings.Contains(k, "_") || !slices.ContainsFunc(ingressOverwrites, func(o string) bool { return strings.EqualFold(k, o) })) {
+			return k
+		}
+	}
+	return ""
+}
 
 func forwardRefusal(reason string, cause error) *answer {
 	return newAnswer(string(auth.InvalidRequest), reason, cause)

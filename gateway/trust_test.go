@@ -2,8 +2,10 @@ package gateway
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Findings of a review of the trust boundaries of the request path, each a
@@ -96,5 +98,57 @@ func TestUpstreamNeverSees(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestForwardAuthSmuggledFields: the proxy strips a client's own X-Auth-*
+// fields and method overrides; in forward auth the ingress forwards the
+// request itself and overwrites only the identity fields it copies from
+// the answer, so a call whose original request carries another such field
+// is refused rather than let through to the upstream.
+func TestForwardAuthSmuggledFields(t *testing.T) {
+	e := newEnv(t, forwardAuthConfig(true))
+	nginx := []string{"X-Original-Method", "GET", "X-Original-URL", "https://api.example.com/public/x",
+		"X-Auth-Request-Redirect", "/public/x"} // ingress-nginx writes this one itself
+	for _, tc := range []struct {
+		name   string
+		hdr    []string
+		status int
+	}{
+		{"ok/plain", nil, 200},
+		{"ok/identity-field-the-ingress-overwrites", []string{"X-Auth-Subject", "admin", "x-auth-tier", "business"}, 200},
+		{"fail/other-x-auth-field", []string{"X-Auth-Role", "admin"}, 400},
+		{"fail/identity-field-underscores", []string{"X_Auth_Subject", "admin"}, 400},
+		{"fail/identity-field-mixed", []string{"X-Auth_Client-Id", "agent-9"}, 400},
+		{"fail/method-override", []string{"X-HTTP-Method-Override", "DELETE"}, 400},
+		{"fail/method-override-underscores", []string{"X_Method_Override", "DELETE"}, 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e.clock.Advance(time.Minute)
+			res := e.do(e.req("GET", "/auth", append(slices.Clone(nginx), tc.hdr...)...))
+			if res.status != tc.status {
+				t.Fatalf("got %d %s, want %d", res.status, res.body, tc.status)
+			}
+			if tc.status == 400 && res.err.Error != "invalid_request" {
+				t.Fatalf("got %s, want invalid_request", res.body)
+			}
+		})
+	}
+}
+
+// TestNginxSmuggledFields: through a real nginx configured from the shipped
+// Ingress, a client's X-Auth-Role never reaches the upstream.
+func TestNginxSmuggledFields(t *testing.T) {
+	e := newEnv(t, forwardAuthConfig(true))
+	ng := startNginx(t, e.srv.URL, e.up.URL)
+	r, _ := http.NewRequest("GET", ng.URL+"/public/x", nil)
+	r.Header.Set("X-Auth-Role", "admin")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get(upstreamMark) != "" || resp.StatusCode != 400 {
+		t.Fatalf("got %d from the upstream %q, want the gateway's 400", resp.StatusCode, resp.Header.Get(upstreamMark))
 	}
 }
