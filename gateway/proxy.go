@@ -62,19 +62,24 @@ func (g *Gateway) rewrite(rt *route, pr *httputil.ProxyRequest) {
 	h := out.Header
 	h.Del("Authorization")
 	h.Del("DPoP")
+	trusted := x != nil && x.peerTrusted
 	for k := range h {
 		// Identity fields are the gateway's to write; method overrides
 		// and descriptions of another request would let a request that
 		// passed as one method or path act as another upstream (routes
-		// match on both): in any spelling, as CGI-style servers (PHP,
+		// match on both); forwarding fields are a proxy's to write
+		// (upstreams build links and redirects from X-Forwarded-Prefix,
+		// -Port, -Ssl, -Scheme), so only a trusted peer's pass, as
+		// Traefik has it. In any spelling, as CGI-style servers (PHP,
 		// WSGI, Rack) read X_Auth_Subject as X-Auth-Subject.
-		if len(k) > 7 && sameFieldName(k[:7], "x-auth-") || anyFieldName(k, methodOverrides) || anyFieldName(k, requestDescriptions) {
+		if len(k) > 7 && sameFieldName(k[:7], "x-auth-") || anyFieldName(k, methodOverrides) || anyFieldName(k, requestDescriptions) ||
+			!trusted && len(k) > 12 && sameFieldName(k[:12], "x-forwarded-") {
 			delete(h, k)
 		}
 	}
 	// X-Forwarded-For: the trusted chain, then the peer. SetXForwarded
 	// appends the peer to whatever X-Forwarded-For Out already holds.
-	if x != nil && x.peerTrusted {
+	if trusted {
 		if xff := pr.In.Header.Values("X-Forwarded-For"); len(xff) > 0 {
 			h["X-Forwarded-For"] = xff
 		}

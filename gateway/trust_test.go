@@ -58,8 +58,6 @@ func TestMethodRouteConfusion(t *testing.T) {
 	}
 }
 
-var _ = http.MethodGet
-
 // TestUpstreamNeverSees: fields a client wrote that would make the
 // upstream act on another request than the one the gateway judged do not
 // reach it, in any spelling a CGI-style server reads (PHP, WSGI and Rack
@@ -150,5 +148,48 @@ func TestNginxSmuggledFields(t *testing.T) {
 	resp.Body.Close()
 	if resp.Header.Get(upstreamMark) != "" || resp.StatusCode != 400 {
 		t.Fatalf("got %d from the upstream %q, want the gateway's 400", resp.StatusCode, resp.Header.Get(upstreamMark))
+	}
+}
+
+// TestUntrustedForwardingFields: X-Forwarded-* fields that only a proxy
+// should write, and that upstreams build links and redirects from (Spring
+// reads X-Forwarded-Prefix, -Port and -Ssl; Rack -Scheme, -Ssl and -Port),
+// reach the upstream only from a trusted peer, as Traefik does it. The
+// gateway writes X-Forwarded-For, -Proto and -Host itself.
+func TestUntrustedForwardingFields(t *testing.T) {
+	fields := []string{"X-Forwarded-Prefix", "/evil", "X-Forwarded-Port", "8443", "X-Forwarded-Ssl", "on",
+		"X_Forwarded_Scheme", "http", "X-Forwarded-Server", "evil.example", "X-Forwarded-Tls-Client-Cert", "MIIB"}
+	for _, tc := range []struct {
+		name    string
+		trusted bool
+	}{
+		{"fail/untrusted-peer", false},
+		{"ok/trusted-peer", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			extra := ""
+			if tc.trusted {
+				extra = "server:\n  trusted_proxies: [127.0.0.1/32]\n"
+			}
+			e := newEnv(t, extra)
+			res := e.do(e.req("GET", "/public/x", fields...))
+			if res.status != 200 {
+				t.Fatalf("got %d %s, want 200", res.status, res.body)
+			}
+			for i := 0; i < len(fields); i += 2 {
+				got := ""
+				for name, v := range res.echo.Header {
+					if sameFieldName(name, strings.ToLower(strings.ReplaceAll(fields[i], "_", "-"))) {
+						got = strings.Join(v, ",")
+					}
+				}
+				if want := map[bool]string{true: fields[i+1]}[tc.trusted]; got != want {
+					t.Errorf("upstream got %s %q, want %q", fields[i], got, want)
+				}
+			}
+			if got := res.echo.Header.Get("X-Forwarded-Proto"); got == "" {
+				t.Errorf("upstream got no X-Forwarded-Proto")
+			}
+		})
 	}
 }
