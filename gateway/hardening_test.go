@@ -76,6 +76,13 @@ func TestAmbiguousPaths(t *testing.T) {
 		{"fail/backslash", e.req("GET", "/public/..\\admin/x"), 400},
 		{"fail/encoded-backslash", e.req("GET", "/public/..%5Cadmin/x"), 400},
 		{"fail/matrix-parameter", e.req("GET", "/admin;x=1/secrets"), 400},
+		// C upstreams end a path at a NUL (/admin), Ruby's $ at a line
+		// feed; nginx refuses a decoded NUL.
+		{"fail/nul-byte", e.req("GET", "/admin%00/secrets"), 400},
+		{"fail/line-feed", e.req("GET", "/admin%0A/secrets"), 400},
+		{"fail/tab", e.req("GET", "/admin%09/secrets"), 400},
+		{"fail/delete", e.req("GET", "/admin%7F/secrets"), 400},
+		{"ok/encoded-space", e.req("GET", "/public/a%20b"), 200},
 		{"fail/forward-auth-double-slash", e.req("GET", "/auth", "X-Original-Method", "GET", "X-Original-URL", "https://api.example.com//admin/secrets"), 400},
 		{"fail/forward-auth-host-trailing-dot", e.req("GET", "/auth", "X-Original-Method", "GET", "X-Original-URL", "https://api.example.com./internal/x"), 401},
 		{"ok/trailing-slash", e.req("GET", "/public/x/"), 200},

@@ -124,10 +124,14 @@ func splitHostPort(s string) (host, port string) {
 // upstream would read as another one must not reach either. Refused: "."
 // and ".." segments (resolved by most servers), empty segments ("//",
 // merged by nginx and many frameworks), backslashes (read as "/" by IIS
-// and others; %5C decodes to one) and ";" (matrix parameters, which Java
-// servers strip before routing).
+// and others; %5C decodes to one), ";" (matrix parameters, which Java
+// servers strip before routing) and control characters (a C upstream ends
+// the path at a NUL, a Ruby "$" matches before a line feed; nginx refuses
+// a decoded NUL too).
 func pathProblem(path string) string {
 	switch {
+	case strings.IndexFunc(path, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0:
+		return "control_character"
 	case strings.Contains(path, "//"):
 		return "empty_segment"
 	case strings.IndexByte(path, '\\') >= 0:
