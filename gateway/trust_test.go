@@ -149,6 +149,25 @@ func TestNginxSmuggledFields(t *testing.T) {
 	if resp.Header.Get(upstreamMark) != "" || resp.StatusCode != 400 {
 		t.Fatalf("got %d from the upstream %q, want the gateway's 400", resp.StatusCode, resp.Header.Get(upstreamMark))
 	}
+
+	// nginx writes its own X-Original-URL on the auth call, so the gateway
+	// never sees a client's; the Ingress's snippet keeps that one, and
+	// X-Rewrite-URL, from the upstream, which could route on them.
+	for _, name := range []string{"X-Original-URL", "X-Rewrite-URL"} {
+		r, _ := http.NewRequest("GET", ng.URL+"/public/x", nil)
+		r.Header.Set(name, "/tools/x")
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		e.up.mu.Lock()
+		got := e.up.last.Header.Values(name)
+		e.up.mu.Unlock()
+		if resp.StatusCode != 200 || len(got) != 0 {
+			t.Errorf("%s: got %d, and the upstream got %q, want 200 and no such field", name, resp.StatusCode, got)
+		}
+	}
 }
 
 // TestUntrustedForwardingFields: X-Forwarded-* fields that only a proxy
