@@ -44,8 +44,9 @@ type route struct {
 }
 
 // routeTable finds the route for a request: among routes whose host and
-// methods match, the one with the longest path prefix, a host-bound route
-// before a host-less one of the same prefix.
+// methods match, the one with the longest path prefix; of the same prefix,
+// a route pinned to a host and port before one bound to the host alone,
+// and that before a host-less one.
 type routeTable []*route
 
 func newRouteTable(routes []*route) routeTable {
@@ -54,9 +55,21 @@ func newRouteTable(routes []*route) routeTable {
 		if len(t[i].prefix) != len(t[j].prefix) {
 			return len(t[i].prefix) > len(t[j].prefix)
 		}
-		return t[i].host != "" && t[j].host == ""
+		return hostRank(t[i].host) > hostRank(t[j].host)
 	})
 	return t
+}
+
+// hostRank orders routes of the same prefix by how much of the Host they
+// name: 2 for a host and port, 1 for a host, 0 for any host.
+func hostRank(host string) int {
+	switch h, port := splitHostPort(host); {
+	case h == "":
+		return 0
+	case port == "":
+		return 1
+	}
+	return 2
 }
 
 // match returns the route for host (as in the Host header), the decoded
