@@ -226,7 +226,9 @@ func (g *Gateway) admit(ctx context.Context, s *snapshot, x *exchange, r *http.R
 		})
 		if err != nil {
 			ans := fromAuth(err)
-			if ans.code != string(auth.TemporarilyUnavailable) {
+			// Neither an outage nor a nonce challenge (RFC 9449 §8,
+			// a step every client meets) is a failed authentication.
+			if ans.code != string(auth.TemporarilyUnavailable) && ans.code != string(auth.UseDPoPNonce) {
 				g.countAuthFailure(ctx, s, x)
 			}
 			return ans

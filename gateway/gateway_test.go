@@ -453,6 +453,33 @@ func TestAuthFailureBudget(t *testing.T) {
 	}
 }
 
+// TestNonceChallengeIsNoAuthFailure: a use_dpop_nonce answer is a step of
+// RFC 9449 §8/§9, not a failed authentication: clients behind one address
+// meeting the nonce challenge do not use up the address's auth_failures
+// budget, and their valid tokens keep working.
+func TestNonceChallengeIsNoAuthFailure(t *testing.T) {
+	e := newEnvWith(t, "  auth_failures: {rate: 3/m}", `
+dpop:
+  nonce: {enabled: true, secret: "0123456789abcdef0123456789abcdef"}
+`)
+	tok := e.token(map[string]any{"exp": time.Now().Add(time.Hour).Unix()})
+	var nonce string
+	for i := 0; i < 6; i++ {
+		res := e.do(e.dpop(e.req("GET", "/tools/x"), tok))
+		if res.status != 401 || res.err.Error != "use_dpop_nonce" {
+			t.Fatalf("challenge %d: got %d %s, want 401 use_dpop_nonce", i, res.status, res.body)
+		}
+		nonce = res.header.Get("DPoP-Nonce")
+	}
+	r := e.req("GET", "/tools/x")
+	proof, _ := e.key.Proof("GET", r.URL.String(), tok, nonce, e.clock.Now())
+	r.Header.Set("Authorization", "DPoP "+tok)
+	r.Header.Set("DPoP", proof)
+	if res := e.do(r); res.status != 200 {
+		t.Fatalf("with the nonce after 6 challenges: got %d %s, want 200", res.status, res.body)
+	}
+}
+
 func TestRouteOverrideAndIPCap(t *testing.T) {
 	e := newEnv(t, `
   - name: tight
