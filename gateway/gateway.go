@@ -325,7 +325,9 @@ func (g *Gateway) limit(ctx context.Context, s *snapshot, x *exchange) *answer {
 		case err != nil:
 			return newAnswer(string(auth.TemporarilyUnavailable), "limiter_unavailable", err)
 		}
-		if !cd.Allowed {
+		// The headers show the budget with fewer requests left, so
+		// that X-RateLimit-Remaining never promises one the cap refuses.
+		if !cd.Allowed || cd.Remaining < d.Remaining {
 			x.limit, x.decision = s.ipCap, cd
 		}
 	}

@@ -55,3 +55,42 @@ func TestLimitHeadersOnRefusals(t *testing.T) {
 		})
 	}
 }
+
+// TestLimitHeadersUnderIPCap: with anonymous_ip_cap, the rate-limit headers
+// of an anonymous answer show whichever budget, the route's or the per-IP
+// cap, has fewer requests left, so that X-RateLimit-Remaining never
+// promises a request the cap will refuse.
+func TestLimitHeadersUnderIPCap(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		cap       string
+		status    []int
+		policy    []string
+		remaining []string
+	}{
+		{"ok/cap-tighter", "3/m",
+			[]int{200, 200, 200, 429},
+			[]string{`"anonymous";q=3;w=60`, `"anonymous";q=3;w=60`, `"anonymous";q=3;w=60`, `"anonymous";q=3;w=60`},
+			[]string{"2", "1", "0", "0"}},
+		{"ok/route-tighter", "7/m",
+			[]int{200, 200},
+			[]string{`"anonymous";q=5;w=60`, `"anonymous";q=5;w=60`},
+			[]string{"4", "3"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnvWith(t, "  anonymous_ip_cap: {rate: "+tc.cap+"}", "")
+			for i := range tc.status {
+				res := e.do(e.req("GET", "/public/x"))
+				if res.status != tc.status[i] {
+					t.Fatalf("request %d: got %d %s, want %d", i, res.status, res.body, tc.status[i])
+				}
+				if got := res.header.Get("RateLimit-Policy"); got != tc.policy[i] {
+					t.Errorf("request %d: RateLimit-Policy %q, want %q", i, got, tc.policy[i])
+				}
+				if got := res.header.Get("X-RateLimit-Remaining"); got != tc.remaining[i] {
+					t.Errorf("request %d: X-RateLimit-Remaining %s, want %s", i, got, tc.remaining[i])
+				}
+			}
+		})
+	}
+}
