@@ -63,6 +63,7 @@ var descriptions = map[string]string{
 	"malformed_authorization":           "The Authorization header is not a DPoP or Bearer token",
 	"unsupported_scheme":                "Use the DPoP (or Bearer) authorization scheme",
 	"credential_too_large":              "The credentials are too large",
+	"headers_too_large":                 "The request headers are too large",
 	"token_in_query":                    "Access tokens are accepted in the Authorization header only",
 	"dot_segment":                       "The request path has dot segments",
 	"empty_segment":                     "The request path has empty segments",

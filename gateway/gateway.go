@@ -160,6 +160,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rw.Header().Set("X-Request-Id", x.id)
 	defer g.logExchange(r, rw, x)
 
+	if headerBytes(r) > s.cfg.Server.MaxHeaderBytes {
+		g.refuse(r.Context(), rw, s, x, &answer{code: string(auth.InvalidRequest), status: http.StatusRequestHeaderFieldsTooLarge,
+			reason: "headers_too_large", cause: errors.New("request line and headers larger than server.max_header_bytes")})
+		return
+	}
 	if g.serveForwardAuth(rw, r, s, x) {
 		return
 	}
@@ -458,4 +463,18 @@ func (g *Gateway) logExchange(r *http.Request, w *responseWriter, x *exchange) {
 		attrs = append(attrs, slog.String("reason", x.reason))
 	}
 	g.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+}
+
+// headerBytes is the size of r's request line and header block as sent in
+// HTTP/1.1, which server.max_header_bytes caps: net/http reads up to 4 KiB
+// past its MaxHeaderBytes before it answers 431 itself.
+func headerBytes(r *http.Request) int {
+	n := len(r.Method) + len(r.RequestURI) + len(r.Proto) + 4 // SP SP CRLF
+	n += len("Host: ") + len(r.Host) + 2
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(v) + 4 // ": " CRLF
+		}
+	}
+	return n + 2 // the empty line
 }

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dpopgate/dpopgate/gateway/internal/authtest"
 )
@@ -159,5 +160,33 @@ func TestProxyErrorLogsNoQuery(t *testing.T) {
 	}
 	if strings.Contains(buf.String(), "hunter2") || !strings.Contains(buf.String(), "upstream") {
 		t.Fatalf("log: %s", buf.String())
+	}
+}
+
+// TestMaxHeaderBytes: server.max_header_bytes caps the request header block
+// at the configured size, not at the size plus the 4 KiB of slack net/http
+// allows for its own buffering; a larger block gets 431 and a JSON error.
+func TestMaxHeaderBytes(t *testing.T) {
+	e := newEnv(t, "\nserver:\n  max_header_bytes: 4096\n  max_credential_bytes: 2048\n")
+	for _, tc := range []struct {
+		name   string
+		size   int
+		status int
+	}{
+		{"ok/well-under", 1000, 200},
+		{"ok/just-under", 3700, 200},
+		{"fail/just-over", 4200, 431},
+		{"fail/within-net-http-slack", 7000, 431},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e.clock.Advance(time.Minute) // a full anonymous budget
+			res := e.do(e.req("GET", "/public/x", "X-Pad", strings.Repeat("a", tc.size)))
+			if res.status != tc.status {
+				t.Fatalf("%d bytes of X-Pad: got %d, want %d", tc.size, res.status, tc.status)
+			}
+			if tc.status == 431 && (res.err.Error != "invalid_request" || res.header.Get("Cache-Control") != "no-store") {
+				t.Fatalf("got %q %q, want a JSON invalid_request with Cache-Control: no-store", res.body, res.header.Get("Cache-Control"))
+			}
+		})
 	}
 }
