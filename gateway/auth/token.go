@@ -207,6 +207,9 @@ func (v *Verifier) principal(iss *issuer, c *tokenClaims, payload []byte, now ti
 	if p.ClientID == "" {
 		return nil, tokenError(ReasonNoClient, "no client_id, azp or sub")
 	}
+	if !headerSafe(p.Subject) || !headerSafe(p.ClientID) {
+		return nil, tokenError(ReasonMalformedToken, "sub or client_id holds a control character or surrounding space")
+	}
 	scopes, err := parseScopes(c.Scope, c.Scp)
 	if err != nil {
 		return nil, err
@@ -219,6 +222,19 @@ func (v *Verifier) principal(iss *issuer, c *tokenClaims, payload []byte, now ti
 		p.Tier = stringClaim(payload, v.tierClaim)
 	}
 	return p, nil
+}
+
+// headerSafe reports whether s reaches the upstream unchanged as a header
+// value (X-Auth-Subject, X-Auth-Client-Id): no control character, which
+// no HTTP message can carry, and no leading or trailing space or tab,
+// which the upstream's parser would drop, reading " admin" as "admin".
+func headerSafe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return false
+		}
+	}
+	return s == "" || s[0] != ' ' && s[len(s)-1] != ' '
 }
 
 // parseScopes reads scope (space-separated string, RFC 8693 §4.2) or scp

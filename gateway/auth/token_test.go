@@ -129,6 +129,19 @@ func TestTokenChecks(t *testing.T) {
 		{"fail/wrong-aud", signed("ec", func(c map[string]any) { c["aud"] = "https://other.example.com" }), nil, InvalidToken, ReasonAudience},
 		{"fail/no-aud", signed("ec", func(c map[string]any) { delete(c, "aud") }), nil, InvalidToken, ReasonAudience},
 		{"fail/no-client", signed("ec", func(c map[string]any) { delete(c, "client_id"); delete(c, "sub") }), nil, InvalidToken, ReasonNoClient},
+		// The subject and client go upstream as header values, which
+		// cannot hold a control character, and whose surrounding spaces
+		// the upstream's parser drops (" admin" would read as "admin").
+		{"fail/sub-with-line-break", signed("ec", func(c map[string]any) { c["sub"] = "user\r\nX-Auth-Tier: business" }), nil, InvalidToken, ReasonMalformedToken},
+		{"fail/sub-with-nul", signed("ec", func(c map[string]any) { c["sub"] = "user\x00" }), nil, InvalidToken, ReasonMalformedToken},
+		{"fail/sub-with-leading-space", signed("ec", func(c map[string]any) { c["sub"] = " admin" }), nil, InvalidToken, ReasonMalformedToken},
+		{"fail/client-id-with-tab", signed("ec", func(c map[string]any) { c["client_id"] = "agent\t1" }), nil, InvalidToken, ReasonMalformedToken},
+		{"fail/azp-with-trailing-space", signed("ec", func(c map[string]any) { delete(c, "client_id"); c["azp"] = "agent-1 " }), nil, InvalidToken, ReasonMalformedToken},
+		{"ok/sub-with-inner-space-and-utf8", signed("ec", func(c map[string]any) { c["sub"] = "Zoë Ng" }), func(t *testing.T, p *Principal) {
+			if p.Subject != "Zoë Ng" {
+				t.Fatalf("subject %q", p.Subject)
+			}
+		}, "", ""},
 		{"fail/cnf-x5t", signed("ec", func(c map[string]any) { c["cnf"] = map[string]any{"x5t#S256": "abc"} }), nil, InvalidToken, ReasonUnsupportedCnf},
 		// RFC 7800 §3.1: cnf represents a single proof-of-possession key; a
 		// token also bound to a certificate (RFC 8705) or a key id whose
