@@ -65,11 +65,18 @@ func Discover(ctx context.Context, client *http.Client, issuer string) (Metadata
 	return Metadata{}, fmt.Errorf("discovering %s: %w", issuer, errors.Join(errs...))
 }
 
-// getJSON GETs u and decodes a JSON body of at most maxMetadataBytes into v.
+// getJSON GETs u, insisting on a JSON media type (RFC 8414 §3.2), and
+// decodes a body of at most maxMetadataBytes into v.
 func getJSON(ctx context.Context, client *http.Client, u string, v any) error {
-	body, _, err := get(ctx, client, u)
+	body, hdr, err := get(ctx, client, u)
 	if err != nil {
 		return err
+	}
+	if ct := hdr.Get("Content-Type"); ct != "" {
+		mt, _, _ := mime.ParseMediaType(ct)
+		if mt != "application/json" && !strings.HasSuffix(mt, "+json") {
+			return fmt.Errorf("GET %s: content type %q is not JSON", u, mt)
+		}
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("GET %s: body is not the expected JSON: %w", u, err)
@@ -77,8 +84,10 @@ func getJSON(ctx context.Context, client *http.Client, u string, v any) error {
 	return nil
 }
 
-// get fetches u, insisting on 200 and a JSON media type, and returns the
-// body (bounded) and the response headers.
+// get fetches u, insisting on 200, and returns the body (bounded) and the
+// response headers. It does not look at the media type: a JWK Set kept as
+// a static file often goes out as text/plain or binary/octet-stream, and
+// has to parse as one anyway.
 func get(ctx context.Context, client *http.Client, u string) ([]byte, http.Header, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
@@ -99,12 +108,6 @@ func get(ctx context.Context, client *http.Client, u string) ([]byte, http.Heade
 	}
 	if len(body) > maxMetadataBytes {
 		return nil, nil, fmt.Errorf("GET %s: body larger than %d bytes", u, maxMetadataBytes)
-	}
-	if ct := resp.Header.Get("Content-Type"); ct != "" {
-		mt, _, _ := mime.ParseMediaType(ct)
-		if mt != "application/json" && !strings.HasSuffix(mt, "+json") {
-			return nil, nil, fmt.Errorf("GET %s: content type %q is not JSON", u, mt)
-		}
 	}
 	return body, resp.Header, nil
 }

@@ -417,3 +417,37 @@ func TestReloadKeepsKeys(t *testing.T) {
 		t.Fatalf("got %d and %d fetches, want 1 for the unchanged issuer and 2 for the changed one", a.fetches.Load(), b.fetches.Load())
 	}
 }
+
+// TestJWKSContentType: a JWK Set is read whatever media type it is served
+// as: a static file in an object store or on a plain web server often goes
+// out as text/plain or binary/octet-stream, and the body must parse as a
+// JWK Set anyway. An HTML error page still does not.
+func TestJWKSContentType(t *testing.T) {
+	now := testNow
+	ti := newTestIssuer(t)
+	ti.addKey(t, "k1", "ES256")
+	set := ti.jwks(t)
+	for _, tc := range []struct {
+		name, ct string
+		body     []byte
+		ok       bool
+	}{
+		{"ok/text-plain", "text/plain; charset=utf-8", set, true},
+		{"ok/octet-stream", "binary/octet-stream", set, true},
+		{"ok/jwk-set-json", "application/jwk-set+json", set, true},
+		{"fail/html-error-page", "text/html", []byte("<html><body>502 Bad Gateway</body></html>"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tc.ct)
+				w.Write(tc.body)
+			}))
+			defer srv.Close()
+			v := newTestVerifier(t, ti, func(o *Options) { o.Issuers[0].JWKSURI = srv.URL })
+			_, err := v.Verify(bg, bearer(ti.token(t, "k1", ti.claims("", now)), now))
+			if (err == nil) != tc.ok {
+				t.Fatalf("got %v, want success: %v", err, tc.ok)
+			}
+		})
+	}
+}
