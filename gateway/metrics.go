@@ -183,7 +183,7 @@ func (c keyCollector) Collect(ch chan<- prometheus.Metric) {
 func (g *Gateway) observeFetch(issuer string, err error) {
 	g.metrics.observeFetch(issuer, err)
 	if err != nil {
-		g.log.Warn("JWKS refresh failed; serving the keys we have", "issuer", issuer, "error", err.Error())
+		g.log.Warn("JWKS fetch failed; keys already loaded, if any, keep serving; retrying with backoff", "issuer", issuer, "error", err.Error())
 	}
 }
 
