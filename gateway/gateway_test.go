@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dpopgate/dpopgate/gateway/internal/authtest"
 )
 
 // TestAnswers shows every row of the answers table (spec §4) through the
@@ -477,6 +479,30 @@ dpop:
 	r.Header.Set("DPoP", proof)
 	if res := e.do(r); res.status != 200 {
 		t.Fatalf("with the nonce after 6 challenges: got %d %s, want 200", res.status, res.body)
+	}
+}
+
+// TestNonceChallengeNeedsTheBoundKey: a nonce challenge costs the address
+// nothing (TestNonceChallengeIsNoAuthFailure), so only the holder of the
+// token's key gets one. A stolen token with a proof by another key is a
+// failed authentication, and a flood of them meets the auth_failures
+// budget (429 before any signature) instead of costing a proof signature
+// check each, forever.
+func TestNonceChallengeNeedsTheBoundKey(t *testing.T) {
+	e := newEnvWith(t, "  auth_failures: {rate: 3/m}", `
+dpop:
+  nonce: {enabled: true, secret: "0123456789abcdef0123456789abcdef"}
+`)
+	stolen := e.token(map[string]any{"exp": time.Now().Add(time.Hour).Unix()})
+	thief := authtest.NewKey(t)
+	for i := 0; i < 3; i++ {
+		res := e.do(e.dpopWith(e.req("GET", "/tools/x"), stolen, thief))
+		if res.status != 401 || res.err.Error != "invalid_dpop_proof" {
+			t.Fatalf("proof %d by another key: got %d %s, want 401 invalid_dpop_proof", i, res.status, res.body)
+		}
+	}
+	if res := e.do(e.dpopWith(e.req("GET", "/tools/x"), stolen, thief)); res.status != 429 {
+		t.Fatalf("after the budget: got %d %s, want 429", res.status, res.body)
 	}
 }
 

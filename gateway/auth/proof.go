@@ -100,6 +100,18 @@ func (v *Verifier) checkProof(in proofInput) (Proof, error) {
 		return Proof{}, err
 	}
 	if err := v.checkNonce(p.claims.Nonce, in.now); err != nil {
+		// A nonce challenge is no failed authentication to the caller
+		// (it draws on no budget), so it goes to the holder of the
+		// token's key only: a proof for another token, or by another
+		// key (a stolen token), is refused as that.
+		if !in.noToken {
+			if err := checkATH(*p.claims.ATH, in.ath); err != nil {
+				return Proof{}, err
+			}
+			if _, err := checkJKT(key, in.jkt); err != nil {
+				return Proof{}, err
+			}
+		}
 		return Proof{}, err
 	}
 	iat, err := v.checkIAT(*p.claims.IAT, in.now)
