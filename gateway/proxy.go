@@ -71,9 +71,11 @@ func (g *Gateway) rewrite(rt *route, pr *httputil.ProxyRequest) {
 		// (upstreams build links and redirects from X-Forwarded-Prefix,
 		// -Port, -Ssl, -Scheme), so only a trusted peer's pass, as
 		// Traefik has it. In any spelling, as CGI-style servers (PHP,
-		// WSGI, Rack) read X_Auth_Subject as X-Auth-Subject.
+		// WSGI, Rack) read X_Auth_Subject as X-Auth-Subject. The
+		// fields the gateway writes below go in every spelling, whoever
+		// the peer: no proxy spells them with '_'.
 		if len(k) > 7 && sameFieldName(k[:7], "x-auth-") || anyFieldName(k, methodOverrides) || anyFieldName(k, requestDescriptions) ||
-			!trusted && len(k) > 12 && sameFieldName(k[:12], "x-forwarded-") {
+			anyFieldName(k, gatewayWritten) || !trusted && len(k) > 12 && sameFieldName(k[:12], "x-forwarded-") {
 			delete(h, k)
 		}
 	}
@@ -85,7 +87,6 @@ func (g *Gateway) rewrite(rt *route, pr *httputil.ProxyRequest) {
 		}
 	}
 	pr.SetXForwarded()
-	delete(h, "X-Real-Ip")
 	if x == nil {
 		return
 	}
@@ -121,6 +122,11 @@ func setIdentity(h http.Header, x *exchange) {
 // methodOverrides are the names frameworks read a method override from,
 // in lower case.
 var methodOverrides = []string{"x-http-method-override", "x-http-method", "x-method-override"}
+
+// gatewayWritten are the fields, in lower case, that the gateway writes
+// to every upstream request itself (rewrite): a client's own, in any
+// spelling, must not reach the upstream beside them.
+var gatewayWritten = []string{"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-real-ip", "x-request-id"}
 
 // requestDescriptions are the names of fields that describe another
 // request than the one they come with, in lower case: frameworks route on

@@ -212,3 +212,36 @@ func TestUntrustedForwardingFields(t *testing.T) {
 		})
 	}
 }
+
+// TestGatewayWrittenFieldsAnySpelling: the fields the gateway writes
+// itself (X-Forwarded-For, -Proto, -Host, X-Real-IP, X-Request-Id) reach
+// the upstream with the gateway's value only, not beside a client's
+// X_Real_IP or X_Forwarded_Host, which a CGI-style server reads as the
+// same field; from a trusted peer too, since no proxy writes them so.
+func TestGatewayWrittenFieldsAnySpelling(t *testing.T) {
+	fields := []string{"X_Real_IP", "X_Forwarded_For", "X_Forwarded_Proto", "X_Forwarded_Host", "X_Request_Id", "x-real_ip"}
+	for _, tc := range []struct {
+		name  string
+		extra string
+	}{
+		{"fail/untrusted-peer", ""},
+		{"fail/trusted-peer", "server:\n  trusted_proxies: [127.0.0.1/32]\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.extra)
+			var hdr []string
+			for _, f := range fields {
+				hdr = append(hdr, f, "forged.example")
+			}
+			res := e.do(e.req("GET", "/public/x", hdr...))
+			if res.status != 200 {
+				t.Fatalf("got %d %s, want 200", res.status, res.body)
+			}
+			for name, v := range res.echo.Header {
+				if slices.Contains(v, "forged.example") {
+					t.Errorf("upstream got %s: %q", name, v)
+				}
+			}
+		})
+	}
+}
