@@ -73,8 +73,21 @@ func hostRank(host string) int {
 }
 
 // match returns the route for host (as in the Host header), the decoded
-// path and the method, or nil.
+// path and the method, or nil. Upstreams disagree on the case of a
+// method: Django and Werkzeug (Flask) upper-case the one they are given,
+// so to them a "get" is a GET, while Go's ServeMux, Java servlets and
+// Rails take it for no GET at all. A method that is not in upper case is
+// therefore routed both ways, and gets no route when the two disagree.
 func (t routeTable) match(host, path, method string) *route {
+	rt := t.find(host, path, method)
+	if up := strings.ToUpper(method); up != method && t.find(host, path, up) != rt {
+		return nil
+	}
+	return rt
+}
+
+// find is match for one reading of the method.
+func (t routeTable) find(host, path, method string) *route {
 	for _, rt := range t {
 		if rt.host != "" && !hostMatches(rt.host, host) {
 			continue
@@ -93,14 +106,11 @@ func (t routeTable) match(host, path, method string) *route {
 // upstream (Go's ServeMux, Express, Flask, Rails and Spring answer it with
 // their GET handler), so a route that takes GET takes HEAD too: otherwise a
 // HEAD would pass a GET-only route by for a laxer one and still run the
-// GET handler behind it. The method is compared in upper case (the config's
-// are upper-case): Django and Werkzeug (Flask) upper-case the method they
-// are given, so to them a "get" is a GET.
+// GET handler behind it.
 func (rt *route) allows(method string) bool {
 	if rt.methods == nil {
 		return true
 	}
-	method = strings.ToUpper(method)
 	return rt.methods[method] || method == "HEAD" && rt.methods["GET"]
 }
 
