@@ -105,10 +105,7 @@ func (v *Verifier) checkProof(in proofInput) (Proof, error) {
 		// token's key only: a proof for another token, or by another
 		// key (a stolen token), is refused as that.
 		if !in.noToken {
-			if err := checkATH(*p.claims.ATH, in.ath); err != nil {
-				return Proof{}, err
-			}
-			if _, err := checkJKT(key, in.jkt); err != nil {
+			if _, err := checkBinding(&p, key, in); err != nil {
 				return Proof{}, err
 			}
 		}
@@ -122,10 +119,7 @@ func (v *Verifier) checkProof(in proofInput) (Proof, error) {
 	if in.noToken {
 		return Proof{JKT: key.jkt, JTI: jti, IssuedAt: iat, ReplayKey: replayKey(key.jkt, jti)}, nil
 	}
-	if err := checkATH(*p.claims.ATH, in.ath); err != nil {
-		return Proof{}, err
-	}
-	jkt, err := checkJKT(key, in.jkt)
+	jkt, err := checkBinding(&p, key, in)
 	if err != nil {
 		return Proof{}, err
 	}
@@ -314,6 +308,15 @@ func checkATH(ath string, tokenHash [32]byte) error {
 		return proofError(ReasonATHMismatch, "ath is not the hash of the access token")
 	}
 	return nil
+}
+
+// checkBinding ties the proof to the access token: its ath (§4.3 item 11)
+// and its key (item 12). It returns the proof key's thumbprint.
+func checkBinding(p *parsedProof, key *proofJWK, in proofInput) (string, error) {
+	if err := checkATH(*p.claims.ATH, in.ath); err != nil {
+		return "", err
+	}
+	return checkJKT(key, in.jkt)
 }
 
 // checkJKT: "confirm that the public key to which the access token is bound
