@@ -174,10 +174,11 @@ func TestNginxSmuggledFields(t *testing.T) {
 		t.Fatalf("got %d from the upstream %q, want the gateway's 400", resp.StatusCode, resp.Header.Get(upstreamMark))
 	}
 
-	// nginx writes its own X-Original-URL on the auth call, so the gateway
-	// never sees a client's; the Ingress's snippet keeps that one, and
-	// X-Rewrite-URL, from the upstream, which could route on them.
-	for _, name := range []string{"X-Original-URL", "X-Rewrite-URL"} {
+	// nginx writes its own X-Original-URL and X-Auth-Request-Redirect on
+	// the auth call, so the gateway never sees a client's; the Ingress's
+	// snippet keeps them, and X-Rewrite-URL, from the upstream, which
+	// could route or redirect on them.
+	for _, name := range []string{"X-Original-URL", "X-Rewrite-URL", "X-Auth-Request-Redirect"} {
 		r, _ := http.NewRequest("GET", ng.URL+"/public/x", nil)
 		r.Header.Set(name, "/tools/x")
 		resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(r)
