@@ -333,7 +333,7 @@ func (g *Gateway) limit(ctx context.Context, s *snapshot, x *exchange) *answer {
 		// The headers show the budget with fewer requests left, so
 		// that X-RateLimit-Remaining never promises one the cap refuses.
 		if !cd.Allowed || cd.Remaining < d.Remaining {
-			x.limit, x.decision = s.ipCap, cd
+			x.limit, x.decision, x.policy = s.ipCap, cd, policyIPCap
 		}
 	}
 	if !x.decision.Allowed {

@@ -70,7 +70,7 @@ func TestLimitHeadersUnderIPCap(t *testing.T) {
 	}{
 		{"ok/cap-tighter", "3/m",
 			[]int{200, 200, 200, 429},
-			[]string{`"anonymous";q=3;w=60`, `"anonymous";q=3;w=60`, `"anonymous";q=3;w=60`, `"anonymous";q=3;w=60`},
+			[]string{`"anonymous_ip_cap";q=3;w=60`, `"anonymous_ip_cap";q=3;w=60`, `"anonymous_ip_cap";q=3;w=60`, `"anonymous_ip_cap";q=3;w=60`},
 			[]string{"2", "1", "0", "0"}},
 		{"ok/route-tighter", "7/m",
 			[]int{200, 200},

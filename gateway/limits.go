@@ -57,6 +57,11 @@ func bucketFor(s *snapshot, x *exchange) (tier, key string, l ratelimit.Limit, o
 // headers of the 429 it causes.
 const policyAuthFailures = "auth_failures"
 
+// policyIPCap names the anonymous_ip_cap budget in the rate-limit headers
+// when they show it: it is not the route's anonymous tier, and has its own
+// quota.
+const policyIPCap = "anonymous_ip_cap"
+
 // bucketKey names a bucket: per route, per tier, per client. Clients are
 // keyed by issuer and client_id, anonymous callers by address (IPv6 /64).
 func bucketKey(route, tier string, p *auth.Principal, ipKey string) string {
