@@ -214,10 +214,7 @@ func TestForwardAuthLimits(t *testing.T) {
 // use_dpop_nonce and a nonce; the proof that carries it passes, and the 200
 // hands out the next nonce.
 func TestForwardAuthNonce(t *testing.T) {
-	e := newEnv(t, forwardAuthConfig(true)+`
-dpop:
-  nonce: {enabled: true, secret: "0123456789abcdef0123456789abcdef"}
-`)
+	e := newEnv(t, forwardAuthConfig(true)+nonceConfig)
 	tok := e.token(map[string]any{"exp": time.Now().Add(time.Hour).Unix()})
 	call := func(nonce string) result {
 		proof, _ := e.key.Proof("GET", "https://api.example.com/tools/x", tok, nonce, e.clock.Now())

@@ -147,11 +147,14 @@ func TestReplayedProof(t *testing.T) {
 	}
 }
 
-func TestNonceAnswers(t *testing.T) {
-	e := newEnv(t, `
+// nonceConfig turns server nonces on.
+const nonceConfig = `
 dpop:
   nonce: {enabled: true, secret: "0123456789abcdef0123456789abcdef"}
-`)
+`
+
+func TestNonceAnswers(t *testing.T) {
+	e := newEnv(t, nonceConfig)
 	tok := e.token(map[string]any{"exp": time.Now().Add(time.Hour).Unix()})
 	res := e.do(e.dpop(e.req("GET", "/tools/x"), tok))
 	nonce := res.header.Get("DPoP-Nonce")
@@ -460,10 +463,7 @@ func TestAuthFailureBudget(t *testing.T) {
 // meeting the nonce challenge do not use up the address's auth_failures
 // budget, and their valid tokens keep working.
 func TestNonceChallengeIsNoAuthFailure(t *testing.T) {
-	e := newEnvWith(t, "  auth_failures: {rate: 3/m}", `
-dpop:
-  nonce: {enabled: true, secret: "0123456789abcdef0123456789abcdef"}
-`)
+	e := newEnvWith(t, "  auth_failures: {rate: 3/m}", nonceConfig)
 	tok := e.token(map[string]any{"exp": time.Now().Add(time.Hour).Unix()})
 	var nonce string
 	for i := 0; i < 6; i++ {
@@ -489,10 +489,7 @@ dpop:
 // budget (429 before any signature) instead of costing a proof signature
 // check each, forever.
 func TestNonceChallengeNeedsTheBoundKey(t *testing.T) {
-	e := newEnvWith(t, "  auth_failures: {rate: 3/m}", `
-dpop:
-  nonce: {enabled: true, secret: "0123456789abcdef0123456789abcdef"}
-`)
+	e := newEnvWith(t, "  auth_failures: {rate: 3/m}", nonceConfig)
 	stolen := e.token(map[string]any{"exp": time.Now().Add(time.Hour).Unix()})
 	thief := authtest.NewKey(t)
 	for i := 0; i < 3; i++ {
