@@ -98,7 +98,8 @@ type introspected struct {
 // introspectionClaims is an RFC 7662 §2.2 answer: the claims of a JWT access
 // token, plus active.
 type introspectionClaims struct {
-	Active *bool `json:"active"`
+	Active    *bool  `json:"active"`
+	TokenType string `json:"token_type"`
 	tokenClaims
 }
 
@@ -211,6 +212,11 @@ func (in *introspector) call(ctx context.Context, v *Verifier, iss *issuer, toke
 	p, err := v.principal(iss, &c.tokenClaims, raw, now, principalFromIntrospection, in.opts.CacheTTL)
 	if err != nil {
 		return introspected{err: AsError(err)}, nil
+	}
+	if strings.EqualFold(c.TokenType, "DPoP") && p.JKT == "" {
+		// RFC 9449 §6.2: a DPoP-bound token, whose key the answer must
+		// name in cnf.jkt; without it the binding cannot be checked.
+		return introspected{err: tokenError(ReasonUnsupportedCnf, "token_type DPoP without cnf.jkt")}, nil
 	}
 	p.Introspected = true
 	return introspected{p: p}, nil

@@ -323,3 +323,43 @@ func TestIntrospectionOnlyAtAllowedIssuers(t *testing.T) {
 		t.Fatalf("a route that takes every issuer: got %v, want b's answer", err)
 	}
 }
+
+// TestIntrospectionTokenTypeDPoP: an answer with token_type "DPoP" says the
+// token is DPoP-bound (RFC 9449 §6.2), and must name the key in cnf.jkt;
+// without it, the binding cannot be checked and the token is not taken,
+// above all not as a Bearer token.
+func TestIntrospectionTokenTypeDPoP(t *testing.T) {
+	now := testNow
+	ti := newTestIssuer(t)
+	srv := newIntrospectionServer(t)
+	v := introspectingVerifier(t, ti, srv)
+	pk := newProofKey(t, "ES256", "client")
+	bearerReq := func(tok string) Request {
+		return Request{Method: "GET", URL: testURL, Authorization: []string{"Bearer " + tok}, Now: now}
+	}
+	t.Run("fail/dpop-type-without-cnf-as-bearer", func(t *testing.T) {
+		for _, typ := range []string{"DPoP", "dpop"} {
+			a := activeAnswer(ti, "", now)
+			a["token_type"] = typ
+			srv.set("opaque-typed-"+typ, a)
+			_, err := v.Verify(bg, bearerReq("opaque-typed-"+typ))
+			wantCode(t, err, InvalidToken, ReasonUnsupportedCnf)
+		}
+	})
+	t.Run("ok/dpop-type-with-cnf", func(t *testing.T) {
+		a := activeAnswer(ti, pk.jkt, now)
+		a["token_type"] = "DPoP"
+		srv.set("opaque-typed-bound", a)
+		if _, err := v.Verify(bg, dpopRequest("opaque-typed-bound", pk.proof(t, "POST", testURL, "opaque-typed-bound", now), now)); err != nil {
+			t.Fatalf("got %v, want success", err)
+		}
+	})
+	t.Run("ok/bearer-type", func(t *testing.T) {
+		a := activeAnswer(ti, "", now)
+		a["token_type"] = "Bearer"
+		srv.set("opaque-typed-bearer", a)
+		if _, err := v.Verify(bg, bearerReq("opaque-typed-bearer")); err != nil {
+			t.Fatalf("got %v, want success", err)
+		}
+	})
+}
