@@ -184,7 +184,11 @@ func (in *introspector) call(ctx context.Context, v *Verifier, iss *issuer, toke
 	req.ContentLength = int64(len(body))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
-	resp, err := in.client.Do(req)
+	// No redirects: a 3xx would turn the POST into a GET without the
+	// token, and its answer would be about nothing we asked.
+	client := *in.client
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.Do(req)
 	if err != nil {
 		return introspected{}, err
 	}

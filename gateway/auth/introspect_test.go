@@ -363,3 +363,33 @@ func TestIntrospectionTokenTypeDPoP(t *testing.T) {
 		}
 	})
 }
+
+// TestIntrospectionRedirect: a redirect from the endpoint is not followed.
+// Go's client would turn the POST into a GET without the token (301, 302,
+// 303), and take whatever the new address says as the answer about a
+// token it never saw, sending the Basic credentials along.
+func TestIntrospectionRedirect(t *testing.T) {
+	ti := newTestIssuer(t)
+	var moved atomic.Int32
+	mux := http.NewServeMux()
+	mux.HandleFunc("/introspect", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/moved", http.StatusFound)
+	})
+	mux.HandleFunc("/moved", func(w http.ResponseWriter, r *http.Request) {
+		moved.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"active": true, "client_id": "anyone", "scope": "tools:call"})
+	})
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	v := newTestVerifier(t, ti, func(o *Options) {
+		o.Issuers[0].Introspection = &IntrospectionOptions{Endpoint: srv.URL + "/introspect", ClientID: "gateway", ClientSecret: "gw/secret", CacheTTL: time.Minute}
+	})
+	t.Run("fail/redirected-answer", func(t *testing.T) {
+		_, err := v.Verify(bg, Request{Method: "GET", URL: testURL, Authorization: []string{"Bearer opaque-redirected"}, Now: testNow})
+		wantCode(t, err, TemporarilyUnavailable, ReasonIntrospectionUnavailable)
+		if moved.Load() != 0 {
+			t.Fatalf("the redirect was followed %d times", moved.Load())
+		}
+	})
+}
