@@ -72,16 +72,24 @@ func getJSON(ctx context.Context, client *http.Client, u string, v any) error {
 	if err != nil {
 		return err
 	}
-	if ct := hdr.Get("Content-Type"); ct != "" {
-		mt, _, _ := mime.ParseMediaType(ct)
-		if mt != "application/json" && !strings.HasSuffix(mt, "+json") {
-			return fmt.Errorf("GET %s: content type %q is not JSON", u, mt)
-		}
+	if mt, ok := jsonMediaType(hdr); !ok {
+		return fmt.Errorf("GET %s: content type %q is not JSON", u, mt)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("GET %s: body is not the expected JSON: %w", u, err)
 	}
 	return nil
+}
+
+// jsonMediaType returns the media type of a response and whether it is
+// JSON (application/json or +json); an absent Content-Type passes.
+func jsonMediaType(hdr http.Header) (string, bool) {
+	ct := hdr.Get("Content-Type")
+	if ct == "" {
+		return "", true
+	}
+	mt, _, _ := mime.ParseMediaType(ct)
+	return mt, mt == "application/json" || strings.HasSuffix(mt, "+json")
 }
 
 // get fetches u, insisting on 200, and returns the body (bounded) and the

@@ -203,6 +203,10 @@ func (in *introspector) call(ctx context.Context, v *Verifier, iss *issuer, toke
 	if len(raw) > maxMetadataBytes {
 		return introspected{}, errors.New("answer too large")
 	}
+	// RFC 7662 §2.2: a JSON object in application/json.
+	if mt, ok := jsonMediaType(resp.Header); !ok {
+		return introspected{}, fmt.Errorf("answer's content type %q is not JSON", mt)
+	}
 	var c introspectionClaims
 	if err := jsonv2.Unmarshal(raw, &c); err != nil || c.Active == nil {
 		return introspected{}, errors.New("answer is not an RFC 7662 JSON object with active")

@@ -393,3 +393,38 @@ func TestIntrospectionRedirect(t *testing.T) {
 		}
 	})
 }
+
+// TestIntrospectionContentType: the answer is a JSON object in
+// application/json (RFC 7662 §2.2); a body that parses as JSON under
+// another media type (an HTML error page, a proxy's) is no answer.
+func TestIntrospectionContentType(t *testing.T) {
+	ti := newTestIssuer(t)
+	for _, tc := range []struct{ name, ct string }{
+		{"fail/text-html", "text/html"},
+		{"fail/text-plain", "text/plain; charset=utf-8"},
+		{"ok/json-charset", "application/json; charset=utf-8"},
+		{"ok/absent", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header()["Content-Type"] = nil
+				if tc.ct != "" {
+					w.Header().Set("Content-Type", tc.ct)
+				}
+				json.NewEncoder(w).Encode(map[string]any{"active": true, "client_id": "agent", "scope": "tools:call"})
+			}))
+			defer srv.Close()
+			v := newTestVerifier(t, ti, func(o *Options) {
+				o.Issuers[0].Introspection = &IntrospectionOptions{Endpoint: srv.URL, ClientID: "gateway", ClientSecret: "gw/secret", CacheTTL: time.Minute}
+			})
+			_, err := v.Verify(bg, Request{Method: "GET", URL: testURL, Authorization: []string{"Bearer opaque-ct"}, Now: testNow})
+			if tc.name[:3] == "ok/" {
+				if err != nil {
+					t.Fatalf("got %v, want success", err)
+				}
+				return
+			}
+			wantCode(t, err, TemporarilyUnavailable, ReasonIntrospectionUnavailable)
+		})
+	}
+}
