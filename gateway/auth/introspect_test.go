@@ -428,3 +428,30 @@ func TestIntrospectionContentType(t *testing.T) {
 		})
 	}
 }
+
+// TestIntrospectionNoExpNoCache: exp is optional in an answer (RFC 7662
+// §2.2). With cache_ttl 0 and clock_skew 0 (both valid settings), an
+// active answer without exp is still an active token, not one "expired 0s
+// ago".
+func TestIntrospectionNoExpNoCache(t *testing.T) {
+	ti := newTestIssuer(t)
+	srv := newIntrospectionServer(t)
+	v := newTestVerifier(t, ti, func(o *Options) {
+		o.ClockSkew = 0
+		o.Issuers[0].Introspection = &IntrospectionOptions{Endpoint: srv.URL, ClientID: "gateway", ClientSecret: "gw/secret"}
+	})
+	a := activeAnswer(ti, "", testNow)
+	delete(a, "exp")
+	srv.set("opaque-no-exp", a)
+	t.Run("ok/no-exp-no-cache-no-skew", func(t *testing.T) {
+		for i := 1; i <= 2; i++ {
+			_, err := v.Verify(bg, Request{Method: "GET", URL: testURL, Authorization: []string{"Bearer opaque-no-exp"}, Now: testNow})
+			if err != nil {
+				t.Fatalf("got %v, want success", err)
+			}
+			if got := srv.calls.Load(); got != int32(i) {
+				t.Fatalf("got %d calls, want %d: cache_ttl 0 caches nothing", got, i)
+			}
+		}
+	})
+}

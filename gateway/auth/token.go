@@ -169,6 +169,8 @@ const (
 // of an active introspection answer. ttl is the expiry given to an
 // introspected principal without exp.
 func (v *Verifier) principal(iss *issuer, c *tokenClaims, payload []byte, now time.Time, src principalSource, ttl time.Duration) (*Principal, error) {
+	// An answer without exp names no expiry: exp is then only how long the
+	// answer may be cached, nothing to check the token against.
 	exp := now.Add(ttl)
 	switch {
 	case c.Exp != nil:
@@ -176,11 +178,11 @@ func (v *Verifier) principal(iss *issuer, c *tokenClaims, payload []byte, now ti
 		if exp, ok = numericDate(*c.Exp); !ok {
 			return nil, tokenError(ReasonMalformedToken, "exp is not a usable NumericDate")
 		}
+		if !now.Before(exp.Add(v.skew)) {
+			return nil, tokenError(ReasonExpired, "expired %s ago", now.Sub(exp).Truncate(time.Second))
+		}
 	case src == principalFromJWT:
 		return nil, tokenError(ReasonMissingExp, "no exp (RFC 9068 §2.2)")
-	}
-	if !now.Before(exp.Add(v.skew)) {
-		return nil, tokenError(ReasonExpired, "expired %s ago", now.Sub(exp).Truncate(time.Second))
 	}
 	if c.Nbf != nil {
 		if nbf, ok := numericDate(*c.Nbf); !ok || nbf.After(now.Add(v.skew)) {
