@@ -455,3 +455,33 @@ func TestIntrospectionNoExpNoCache(t *testing.T) {
 		}
 	})
 }
+
+// TestIntrospectionReloadTierClaim: a reload that changes tier_claim does
+// not keep serving the principals that the old claim shaped: the cached
+// answers of an unchanged issuer are taken over only when they would be
+// read the same way.
+func TestIntrospectionReloadTierClaim(t *testing.T) {
+	ti := newTestIssuer(t)
+	srv := newIntrospectionServer(t)
+	v1 := introspectingVerifier(t, ti, srv)
+	a := activeAnswer(ti, "", testNow)
+	a["plan"] = "gold"
+	srv.set("opaque-tiered", a)
+	req := Request{Method: "GET", URL: testURL, Authorization: []string{"Bearer opaque-tiered"}, Now: testNow}
+	res, err := v1.Verify(bg, req)
+	if err != nil || res.Principal.Tier != "business" {
+		t.Fatalf("before the reload: %v %+v", err, res.Principal)
+	}
+	t.Run("fail/old-tier-after-reload", func(t *testing.T) {
+		v2 := newTestVerifier(t, ti, func(o *Options) {
+			o.Issuers[0].Introspection = &IntrospectionOptions{Endpoint: srv.URL, ClientID: "gateway", ClientSecret: "gw/secret",
+				CacheTTL: time.Minute, NegativeCacheTTL: 10 * time.Second}
+			o.TierClaim = "plan"
+			o.Previous = v1
+		})
+		res, err := v2.Verify(bg, req)
+		if err != nil || res.Principal.Tier != "gold" {
+			t.Fatalf("after tier_claim tier -> plan: got %v, tier %q; want tier gold", err, res.Principal.Tier)
+		}
+	})
+}

@@ -153,7 +153,12 @@ func New(opts Options) (*Verifier, error) {
 		}
 		if prev := opts.Previous; prev != nil {
 			if old := prev.issuers[o.Issuer]; old != nil && reflect.DeepEqual(old.opts, o) {
-				iss.keys, iss.intro = old.keys, old.intro
+				iss.keys = old.keys
+				// Cached answers hold principals read with the tier
+				// claim and skew of then: kept only if those are now's.
+				if prev.tierClaim == opts.TierClaim && prev.skew == opts.ClockSkew {
+					iss.intro = old.intro
+				}
 			}
 		}
 		if iss.intro != nil {
