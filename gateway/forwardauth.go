@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -279,7 +280,13 @@ func describedTarget(method, scheme, host, uri string) (target, bool, error) {
 	}
 	u, err := url.ParseRequestURI(uri)
 	if err != nil {
-		return target{}, true, err
+		// Not err itself: a *url.Error quotes the whole URI, query
+		// (and whatever credential a client put there) included.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return target{}, true, fmt.Errorf("original URI does not parse: %w", err)
 	}
 	host = strings.ToLower(host)
 	return target{
