@@ -85,3 +85,115 @@ func TestForwardAuthMalformedURINotLogged(t *testing.T) {
 	}
 	assertNoLeak(t, "the log", e.logs.String(), tok)
 }
+
+// TestNoCredentialInLogsOrAnswers runs a matrix of requests, good and bad,
+// through a gateway logging at debug, and looks for any 16-byte window of
+// the tokens and proofs sent in the log, in the answers (bodies and
+// headers) and in /metrics and /usage.
+func TestNoCredentialInLogsOrAnswers(t *testing.T) {
+	const nonceSecret = "nonce-secret-0123456789-abcdefghijklmnop"
+	e := newDebugEnv(t, forwardAuthConfig(true))
+	api := "https://api.example.com"
+	tok := e.token(nil)
+	expired := e.token(map[string]any{"exp": time.Now().Add(-time.Hour).Unix()})
+	unbound := e.iss.BoundToken(t, nil, "agent-1", "tools:call", nil)
+	other := authtest.NewIssuer(t).BoundToken(t, e.key, "agent-1", "tools:call", nil)
+	secrets := []string{tok, expired, unbound, other, nonceSecret}
+	var answers strings.Builder
+	do := func(name string, r *result) {
+		fmt.Fprintf(&answers, "== %s %d\n%v\n%s\n", name, r.status, r.header, r.body)
+	}
+	proof := func(method, u, token string) string {
+		p, err := e.key.Proof(method, u, token, "", e.clock.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		secrets = append(secrets, p)
+		return p
+	}
+	tamper := func(s string) string { return s[:len(s)-4] + "AAAA" }
+
+	type call struct {
+		name   string
+		method string
+		path   string
+		hdr    []string
+		body   string
+	}
+	url := func(p string) string { return e.srv.URL + p }
+	p1 := proof("GET", url("/tools/x"), tok)
+	calls := []call{
+		{"ok", "GET", "/tools/x?q=zzqueryzz-XYZW", []string{"Authorization", "DPoP " + tok, "DPoP", p1}, ""},
+		{"replay", "GET", "/tools/x", []string{"Authorization", "DPoP " + tok, "DPoP", p1}, ""},
+		{"bound-as-bearer", "GET", "/public/x", []string{"Authorization", "Bearer " + tok}, ""},
+		{"unbound-as-dpop", "GET", "/tools/x", []string{"Authorization", "DPoP " + unbound, "DPoP", proof("GET", url("/tools/x"), unbound)}, ""},
+		{"expired", "GET", "/tools/x", []string{"Authorization", "DPoP " + expired, "DPoP", proof("GET", url("/tools/x"), expired)}, ""},
+		{"unknown-issuer", "GET", "/tools/x", []string{"Authorization", "DPoP " + other, "DPoP", proof("GET", url("/tools/x"), other)}, ""},
+		{"bad-signature", "GET", "/tools/x", []string{"Authorization", "DPoP " + tamper(tok), "DPoP", proof("GET", url("/tools/x"), tok)}, ""},
+		{"not-a-jwt", "GET", "/tools/x", []string{"Authorization", "DPoP " + tok[:40] + "!" + tok[41:]}, ""},
+		{"token-garbage", "GET", "/tools/x", []string{"Authorization", "DPoP " + strings.ReplaceAll(tok, ".", "")}, ""},
+		{"two-authorizations", "GET", "/tools/x", []string{"Authorization", "DPoP " + tok, "Authorization", "DPoP " + tok}, ""},
+		{"other-scheme", "GET", "/tools/x", []string{"Authorization", "Basic " + tok}, ""},
+		{"no-proof", "GET", "/tools/x", []string{"Authorization", "DPoP " + tok}, ""},
+		{"two-proofs", "GET", "/tools/x", []string{"Authorization", "DPoP " + tok, "DPoP", proof("GET", url("/tools/x"), tok), "DPoP", proof("GET", url("/tools/x"), tok)}, ""},
+		{"proof-as-token", "GET", "/tools/x", []string{"Authorization", "DPoP " + p1, "DPoP", tok}, ""},
+		{"bad-proof-signature", "GET", "/tools/x", []string{"Authorization", "DPoP " + tok, "DPoP", tamper(proof("GET", url("/tools/x"), tok))}, ""},
+		{"proof-garbage", "GET", "/tools/x", []string{"Authorization", "DPoP " + tok, "DPoP", strings.ReplaceAll(proof("GET", url("/tools/x"), tok), ".", "~")}, ""},
+		{"wrong-htu", "GET", "/tools/x", []string{"Authorization", "DPoP " + tok, "DPoP", proof("GET", url("/tools/y"), tok)}, ""},
+		{"wrong-htm", "GET", "/tools/x", []string{"Authorization", "DPoP " + tok, "DPoP", proof("POST", url("/tools/x"), tok)}, ""},
+		{"wrong-ath", "GET", "/tools/x", []string{"Authorization", "DPoP " + tok, "DPoP", proof("GET", url("/tools/x"), expired)}, ""},
+		{"token-in-query", "GET", "/public/x?access_token=" + tok, nil, ""},
+		{"token-in-form", "POST", "/public/x", []string{"Content-Type", "application/x-www-form-urlencoded"}, "a=1&access_token=" + tok},
+		{"dead-upstream", "GET", "/dead/x?q=zzqueryzz-XYZW", nil, ""},
+		{"upstream-timeout", "GET", "/hang/x?q=zzqueryzz-XYZW", nil, ""},
+		{"bad-path", "GET", "/tools/a/../x?access_token=" + tok, nil, ""},
+		{"fa-ok", "GET", "/auth", []string{"X-Original-Method", "GET", "X-Original-URL", api + "/tools/x?q=zzqueryzz-XYZW",
+			"Authorization", "DPoP " + tok, "DPoP", proof("GET", api+"/tools/x", tok)}, ""},
+		{"fa-query-token", "GET", "/auth", []string{"X-Original-Method", "GET", "X-Original-URL", api + "/tools/x?access_token=" + tok}, ""},
+		{"fa-traefik-query-token", "GET", "/auth", []string{"X-Forwarded-Method", "GET", "X-Forwarded-Proto", "https", "X-Forwarded-Host", "api.example.com", "X-Forwarded-Uri", "/tools/x%zz?access_token=" + tok}, ""},
+		{"fa-envoy-query-token", "GET", "/auth/tools/x?access_token=" + tok, []string{"Host", "api.example.com"}, ""},
+		{"fa-bad-proof", "GET", "/auth", []string{"X-Original-Method", "GET", "X-Original-URL", api + "/tools/x",
+			"Authorization", "DPoP " + tok, "DPoP", proof("GET", api+"/tools/y", tok)}, ""},
+	}
+	for _, c := range calls {
+		r := e.req(c.method, c.path, c.hdr...)
+		if c.body != "" {
+			r.Body = io.NopCloser(strings.NewReader(c.body))
+			r.ContentLength = int64(len(c.body))
+		}
+		if c.name == "fa-envoy-query-token" {
+			r.Host = "api.example.com"
+		}
+		res := e.do(r)
+		do(c.name, &res)
+	}
+	// A nonce-enabled gateway: its secret must not show anywhere either.
+	n := newDebugEnv(t, "dpop:\n  nonce: {enabled: true, secret: "+nonceSecret+"}\n")
+	ntok := n.token(nil)
+	secrets = append(secrets, ntok)
+	res := n.do(n.dpop(n.req("GET", "/tools/x"), ntok))
+	do("nonce-challenge", &res)
+
+	admin := &strings.Builder{}
+	for _, g := range []*env{e, n} {
+		srv := httptest.NewServer(g.gw.AdminHandler())
+		for _, p := range []string{"/metrics", "/usage", "/readyz"} {
+			resp, err := srv.Client().Get(srv.URL + p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			admin.Write(b)
+		}
+		srv.Close()
+	}
+	assertNoLeak(t, "the answers", answers.String(), secrets...)
+	assertNoLeak(t, "the log", e.logs.String()+n.logs.String(), secrets...)
+	assertNoLeak(t, "the admin listener", admin.String(), secrets...)
+	for _, text := range []string{e.logs.String(), admin.String()} {
+		if strings.Contains(text, "zzqueryzz") {
+			t.Errorf("a query string reached the log or the metrics:\n%s", text)
+		}
+	}
+}
