@@ -1,12 +1,15 @@
 package gateway
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -196,4 +199,97 @@ func TestNoCredentialInLogsOrAnswers(t *testing.T) {
 			t.Errorf("a query string reached the log or the metrics:\n%s", text)
 		}
 	}
+}
+
+// TestIntrospectionNoCredentialLogged: whatever the introspection endpoint
+// does (fails, echoes the request, answers nonsense, hangs, is gone), the
+// opaque token and the gateway's client secret stay out of the debug log,
+// the answers and the metrics.
+func TestIntrospectionNoCredentialLogged(t *testing.T) {
+	const secret = "gw-client-secret-0123456789abcdef"
+	var mode atomic.Value
+	mode.Store("")
+	intro := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		user, pass, _ := r.BasicAuth()
+		echoed := string(body) + " " + user + ":" + pass
+		switch mode.Load().(string) {
+		case "500":
+			http.Error(w, "cannot introspect "+echoed, 500)
+		case "not-json":
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, "{not json %s", echoed)
+		case "bad-iss":
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(map[string]any{"active": true, "iss": "https://other.example", "client_id": "c"})
+		case "bad-claims": // the request echoed where numbers and objects belong
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(map[string]any{"active": true, "client_id": "c", "exp": echoed, "cnf": echoed, "scp": map[string]string{"x": echoed}})
+		case "hang":
+			<-r.Context().Done()
+		default:
+			json.NewEncoder(w).Encode(map[string]any{"active": false})
+		}
+	}))
+	defer intro.Close()
+	var mu sync.Mutex
+	logs := &strings.Builder{}
+	e := &env{t: t, up: newUpstream(t), key: authtest.NewKey(t), logs: logs}
+	e.srv = httptest.NewUnstartedServer(nil)
+	gwURL := "http://" + e.srv.Listener.Addr().String()
+	d := newDevIssuer(t, gwURL)
+	cfg, err := config.Parse("introspect.yaml", []byte(fmt.Sprintf(`
+issuers:
+  - issuer: %[1]s
+    audiences: [%[3]s]
+    algorithms: [ES256]
+    introspection:
+      endpoint: %[4]s/introspect
+      client_id: gateway
+      client_secret: %[5]s
+      cache_ttl: 0s
+      negative_cache_ttl: 0s
+      timeout: 200ms
+routes:
+  - name: jwt
+    path_prefix: /jwt
+    upstream: %[2]s
+    auth: required
+`, d.URL, e.up.URL, gwURL, intro.URL, secret)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock = &fakeClock{now: time.Now()}
+	h := slog.NewJSONHandler(lockedWriter{&mu, logs}, &slog.HandlerOptions{Level: slog.LevelDebug})
+	if e.gw, err = New(cfg, Options{Clock: e.clock.Now, Logger: slog.New(h)}); err != nil {
+		t.Fatal(err)
+	}
+	e.srv.Config.Handler = e.gw
+	e.srv.Start()
+	t.Cleanup(e.srv.Close)
+
+	tok := d.token(t, "opaque-agent", "opaque-secret", e.key)
+	var answers strings.Builder
+	for _, m := range []string{"inactive", "500", "not-json", "bad-iss", "bad-claims", "hang", "gone"} {
+		mode.Store(m)
+		if m == "gone" {
+			intro.Close()
+		}
+		res := e.do(e.dpop(e.req("GET", "/jwt/x"), tok))
+		if res.status == 200 {
+			t.Errorf("%s: 200", m)
+		}
+		fmt.Fprintf(&answers, "%s %d %v %s\n", m, res.status, res.header, res.body)
+	}
+	admin := httptest.NewServer(e.gw.AdminHandler())
+	defer admin.Close()
+	resp, err := admin.Client().Get(admin.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assertNoLeak(t, "the answers", answers.String(), tok, secret)
+	assertNoLeak(t, "the log", logs.String(), tok, secret)
+	assertNoLeak(t, "the metrics", string(metrics), tok, secret)
 }
