@@ -92,13 +92,22 @@ func httpURL(p *problems, path, s string, allowQuery bool) (*url.URL, bool) {
 
 // shownURL quotes a URL for a message with any password masked.
 func shownURL(s string) string {
-	if u, err := url.Parse(s); err == nil {
+	u, err := url.Parse(s)
+	if err == nil && !atOutsideUserinfo(u, s) {
 		return strconv.Quote(u.Redacted())
 	}
 	if strings.Contains(s, "@") {
 		return "the URL (not shown: it may hold a password)"
 	}
 	return strconv.Quote(s)
+}
+
+// atOutsideUserinfo reports whether s, parsed as u, holds an '@' that is
+// not the end of its userinfo: a password with a '/', '?' or '#' not
+// percent-encoded ends the authority early, and the rest of the password
+// lands in the path, query or fragment, where Redacted leaves it.
+func atOutsideUserinfo(u *url.URL, s string) bool {
+	return u.User == nil && strings.Contains(s, "@")
 }
 
 // file checks that name is an existing regular file. It does not open it:

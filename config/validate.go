@@ -271,6 +271,12 @@ func redisURL(p *problems, s string) {
 		p.add("redis.url", "%s must start with redis:// or rediss://", shownURL(s))
 		return
 	}
+	if atOutsideUserinfo(u, s) {
+		// go-redis would read the rest of the password as the db, an
+		// option or a fragment, and its errors would quote it.
+		p.add("redis.url", "%s has an '@' outside its user:password part: percent-encode the password's reserved characters ('/' as %%2F, '?' as %%3F, '#' as %%23, '@' as %%40)", shownURL(s))
+		return
+	}
 	o, err := redis.ParseURL(s)
 	if err != nil {
 		p.add("redis.url", "%s is not a Redis URL: %s", shownURL(s), strings.TrimPrefix(err.Error(), "redis: "))

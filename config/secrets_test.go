@@ -1,0 +1,36 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestProblemsNeverQuoteASecret: a config written slightly wrong must be
+// refused without its secrets in the message (check-config and serve print
+// it on stderr, a reload logs it): a Redis password, the nonce secret, an
+// introspection client secret.
+func TestProblemsNeverQuoteASecret(t *testing.T) {
+	const secret = "1234/Hunter2-Hunter2"
+	const word = "Hunter2-Hunter2"
+	for _, tc := range []struct {
+		name, in string
+		env      map[string]string
+	}{
+		// A password with '/', '?' or '#' not percent-encoded: the URL
+		// parses, but the password lands in the host, path or query.
+		{name: "fail/redis-url-password-slash", in: "replay: {backend: redis}\nredis:\n  url: redis://:" + secret + "@redis:6379\n"},
+		{name: "fail/redis-url-user-password-slash", in: "replay: {backend: redis}\nredis:\n  url: redis://default:6379/" + word + "@redis:6379/0\n"},
+		{name: "fail/redis-url-password-question-mark", in: "replay: {backend: redis}\nredis:\n  url: redis://:1234?" + word + "@redis:6379\n"},
+		{name: "fail/redis-url-env", in: "replay: {backend: redis}\n", env: map[string]string{"DPOPGATE_REDIS_URL": "redis://:" + secret + "@redis:6379"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("t.yaml", []byte(tc.in), func(k string) string { return tc.env[k] })
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if msg := err.Error(); strings.Contains(msg, word) || strings.Contains(msg, strings.ToLower(word)) {
+				t.Errorf("the problem quotes the secret:\n%s", msg)
+			}
+		})
+	}
+}
