@@ -22,6 +22,8 @@ func TestProblemsNeverQuoteASecret(t *testing.T) {
 		{name: "fail/redis-url-user-password-slash", in: "replay: {backend: redis}\nredis:\n  url: redis://default:6379/" + word + "@redis:6379/0\n"},
 		{name: "fail/redis-url-password-question-mark", in: "replay: {backend: redis}\nredis:\n  url: redis://:1234?" + word + "@redis:6379\n"},
 		{name: "fail/redis-url-env", in: "replay: {backend: redis}\n", env: map[string]string{"DPOPGATE_REDIS_URL": "redis://:" + secret + "@redis:6379"}},
+		// A URL in addrs, which takes host:port.
+		{name: "fail/redis-url-in-addrs", in: "replay: {backend: redis}\nredis:\n  addrs: [\"redis://:" + word + "@redis:6379\"]\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("t.yaml", []byte(tc.in), func(k string) string { return tc.env[k] })

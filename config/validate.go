@@ -177,7 +177,12 @@ func (c *Config) checkRedis(p *problems) {
 		redisURL(p, r.URL)
 	}
 	for i, a := range r.Addrs {
-		if !hostPort(a, true) {
+		switch {
+		case hostPort(a, true):
+		case strings.Contains(a, "@"):
+			// A URL with its password, most likely.
+			p.add(item("redis.addrs", i), `the address (not shown: it may hold a password) is not host:port, such as "redis:6379"; credentials go in redis.username and redis.password`)
+		default:
 			p.add(item("redis.addrs", i), `%q is not host:port, such as "redis:6379"`, a)
 		}
 	}
