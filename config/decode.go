@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -133,14 +134,14 @@ var plainScalars = map[string]bool{"!!str": true, "!!int": true, "!!float": true
 func (d *decoder) scalar(path string, n *yaml.Node, t reflect.Type) *yaml.Node {
 	want := map[reflect.Kind]string{reflect.String: "a string", reflect.Bool: "true or false", reflect.Int: "a whole number"}[t.Kind()]
 	if n.Kind != yaml.ScalarNode {
-		d.fail(path, n.Line, fmt.Sprintf("expected %s, got %s", want, describe(n)))
+		d.fail(path, n.Line, fmt.Sprintf("expected %s, got %s", want, shown(path, n)))
 		return nil
 	}
 	if t.Kind() == reflect.String && plainScalars[n.ShortTag()] {
 		return n // yaml.v3 takes the text as is
 	}
 	if err := n.Decode(reflect.New(t).Interface()); err != nil || t.Kind() == reflect.Int && n.ShortTag() != "!!int" {
-		d.fail(path, n.Line, fmt.Sprintf("expected %s, got %s", want, describe(n)))
+		d.fail(path, n.Line, fmt.Sprintf("expected %s, got %s", want, shown(path, n)))
 		return nil
 	}
 	return n
@@ -148,7 +149,7 @@ func (d *decoder) scalar(path string, n *yaml.Node, t reflect.Type) *yaml.Node {
 
 func (d *decoder) sequence(path string, n *yaml.Node, elem reflect.Type) *yaml.Node {
 	if n.Kind != yaml.SequenceNode {
-		d.fail(path, n.Line, "expected a list, got "+describe(n))
+		d.fail(path, n.Line, "expected a list, got "+shown(path, n))
 		return nil
 	}
 	out := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: n.Line}
@@ -196,7 +197,7 @@ func zeroNode(t reflect.Type) *yaml.Node {
 // which gives the type of a key's value or false for an unknown key.
 func (d *decoder) mapping(path string, n *yaml.Node, want string, lookup func(string) (reflect.Type, bool)) *yaml.Node {
 	if n.Kind != yaml.MappingNode {
-		d.fail(path, n.Line, fmt.Sprintf("expected %s, got %s", want, describe(n)))
+		d.fail(path, n.Line, fmt.Sprintf("expected %s, got %s", want, shown(path, n)))
 		return nil
 	}
 	out := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line}
@@ -316,6 +317,27 @@ func yamlFields(t reflect.Type) map[string]reflect.Type {
 		}
 	}
 	return fields
+}
+
+// secretSections are the keys that hold secrets or sections with secrets
+// in them. A scalar where one of them (or a key under one) expects a
+// mapping or a list may be a secret written a level too high, as in
+// "redis: redis://:password@host" or "nonce: <the secret>", and is not
+// quoted.
+var secretSections = []string{"redis", "nonce", "introspection", "client_secret", "password", "secret"}
+
+// shown is describe(n), without the value of a string at or under one of
+// the secretSections (a bool or a number is shown: "nonce: true").
+func shown(path string, n *yaml.Node) string {
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" {
+		for seg := range strings.SplitSeq(path, ".") {
+			seg, _, _ = strings.Cut(seg, "[")
+			if slices.Contains(secretSections, seg) {
+				return "a string (not shown: it may be a secret)"
+			}
+		}
+	}
+	return describe(n)
 }
 
 // describe names what a node holds, for type errors: "a list",

@@ -24,6 +24,10 @@ func TestProblemsNeverQuoteASecret(t *testing.T) {
 		{name: "fail/redis-url-env", in: "replay: {backend: redis}\n", env: map[string]string{"DPOPGATE_REDIS_URL": "redis://:" + secret + "@redis:6379"}},
 		// A URL in addrs, which takes host:port.
 		{name: "fail/redis-url-in-addrs", in: "replay: {backend: redis}\nredis:\n  addrs: [\"redis://:" + word + "@redis:6379\"]\n"},
+		// A value one level too high.
+		{name: "fail/redis-url-for-redis", in: "replay: {backend: redis}\nredis: redis://:" + word + "@redis:6379\n"},
+		{name: "fail/secret-for-nonce", in: "dpop:\n  nonce: " + word + word + word + "\n"},
+		{name: "fail/secret-for-introspection", in: "issuers:\n  - issuer: https://a.example\n    audiences: [x]\n    introspection: " + word + "\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("t.yaml", []byte(tc.in), func(k string) string { return tc.env[k] })
