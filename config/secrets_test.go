@@ -28,6 +28,8 @@ func TestProblemsNeverQuoteASecret(t *testing.T) {
 		{name: "fail/redis-url-for-redis", in: "replay: {backend: redis}\nredis: redis://:" + word + "@redis:6379\n"},
 		{name: "fail/secret-for-nonce", in: "dpop:\n  nonce: " + word + word + word + "\n"},
 		{name: "fail/secret-for-introspection", in: "issuers:\n  - issuer: https://a.example\n    audiences: [x]\n    introspection: " + word + "\n"},
+		// The secret itself where the name of its variable belongs.
+		{name: "fail/secret-for-client-secret-env", in: "issuers:\n  - issuer: https://a.example\n    audiences: [x]\n    introspection: {client_id: g, client_secret_env: \"" + secret + "\"}\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("t.yaml", []byte(tc.in), func(k string) string { return tc.env[k] })

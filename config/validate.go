@@ -123,8 +123,9 @@ func (in *Introspection) check(p *problems, path string) {
 	}
 	required(p, path+".client_id", in.ClientID)
 	if in.ClientSecretEnv != "" {
-		if err := envName(in.ClientSecretEnv); err != nil {
-			p.add(path+".client_secret_env", "%v", err)
+		if envName(in.ClientSecretEnv) != nil {
+			// Not quoted: it may be the secret itself, written here.
+			p.add(path+".client_secret_env", "is not an environment variable name (letters, digits and _); it names the variable that holds the secret")
 		} else if in.ClientSecret == "" {
 			p.add(path+".client_secret_env", "environment variable %s is empty or unset", in.ClientSecretEnv)
 		}
