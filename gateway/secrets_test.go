@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/dpopgate/dpopgate/config"
 	"github.com/dpopgate/dpopgate/gateway/internal/authtest"
+	"github.com/dpopgate/dpopgate/replay/redistest"
+	"github.com/redis/go-redis/v9"
 )
 
 // newDebugEnv is newEnv with every log line, debug ones included, in
@@ -292,4 +295,88 @@ routes:
 	assertNoLeak(t, "the answers", answers.String(), tok, secret)
 	assertNoLeak(t, "the log", logs.String(), tok, secret)
 	assertNoLeak(t, "the metrics", string(metrics), tok, secret)
+}
+
+// redisPrintf is a go-redis logger writing to a test's log buffer.
+type redisPrintf struct{ w io.Writer }
+
+func (l redisPrintf) Printf(_ context.Context, format string, v ...any) {
+	fmt.Fprintf(l.w, format+"\n", v...)
+}
+
+// TestRedisPasswordNotLogged: a Redis that refuses the password, and then
+// one that is gone: the password shows in no log line (the gateway's at
+// debug, and go-redis's own), answer, /readyz or /metrics. The replay keys
+// in Redis hold neither the proof nor the token.
+func TestRedisPasswordNotLogged(t *testing.T) {
+	const right, wrong = "right-redis-password-0123456789", "wrong-redis-password-0123456789"
+	srv := redistest.Start(t)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+	if err := rc.ConfigSet(context.Background(), "requirepass", right).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rc.Close()
+	var mu sync.Mutex
+	logs := &strings.Builder{}
+	redis.SetLogger(redisPrintf{lockedWriter{&mu, logs}})
+	defer redis.SetLogger(redisPrintf{io.Discard})
+
+	var answers strings.Builder
+	var tokens []string
+	for _, redisYAML := range []string{
+		"  url: redis://:" + wrong + "@" + srv.Addr() + "\n",
+		"  url: redis://default:" + wrong + "@" + srv.Addr() + "\n",
+		"  url: redis://" + srv.Addr() + "\n  password: " + wrong + "\n",
+		"  url: redis://:" + right + "@" + srv.Addr() + "\n",
+	} {
+		e := newDebugEnv(t, `  - name: api
+    path_prefix: /api
+    upstream: %[2]s
+    auth: required
+replay:
+  backend: redis
+redis:
+`+redisYAML)
+		tok := e.token(nil)
+		tokens = append(tokens, tok)
+		res := e.do(e.dpop(e.req("GET", "/api/x"), tok))
+		fmt.Fprintf(&answers, "%d %v %s\n", res.status, res.header, res.body)
+		admin := httptest.NewServer(e.gw.AdminHandler())
+		for _, p := range []string{"/readyz", "/metrics"} {
+			resp, err := admin.Client().Get(admin.URL + p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			answers.Write(b)
+		}
+		admin.Close()
+		mu.Lock()
+		logs.WriteString(e.logs.String())
+		mu.Unlock()
+		if strings.Contains(redisYAML, right) {
+			if res.status != 200 {
+				t.Fatalf("with the right password: %d %s", res.status, res.body)
+			}
+			rc := redis.NewClient(&redis.Options{Addr: srv.Addr(), Password: right})
+			keys, err := rc.Keys(context.Background(), "*").Result()
+			rc.Close()
+			if err != nil || len(keys) == 0 {
+				t.Fatalf("keys: %v %v", keys, err)
+			}
+			assertNoLeak(t, "the Redis keys", strings.Join(keys, "\n"), tok)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, s := range []string{right, wrong} {
+		if strings.Contains(logs.String(), s) {
+			t.Errorf("the log holds a Redis password:\n%s", logs.String())
+		}
+		if strings.Contains(answers.String(), s) {
+			t.Errorf("an answer holds a Redis password:\n%s", answers.String())
+		}
+	}
+	assertNoLeak(t, "the log", logs.String(), tokens...)
 }
