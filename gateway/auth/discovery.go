@@ -73,12 +73,37 @@ func getJSON(ctx context.Context, client *http.Client, u string, v any) error {
 		return err
 	}
 	if mt, ok := jsonMediaType(hdr); !ok {
-		return fmt.Errorf("GET %s: content type %q is not JSON", u, mt)
+		return fmt.Errorf("GET %s: content type %q is not JSON", shown(u), mt)
 	}
 	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s: body is not the expected JSON: %w", u, err)
+		return fmt.Errorf("GET %s: body is not the expected JSON: %w", shown(u), err)
 	}
 	return nil
+}
+
+// shown is u as errors, and so the log, name it: without its query and
+// fragment, which may carry a key (a hosted function's ?code=...), and
+// with any password masked.
+func shown(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "the configured URL"
+	}
+	if p.RawQuery != "" || p.ForceQuery {
+		p.RawQuery = "xxxxx"
+	}
+	p.Fragment, p.RawFragment = "", ""
+	return p.Redacted()
+}
+
+// hideURL makes the URL a *url.Error quotes (client.Do's errors do) the
+// shown one.
+func hideURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		ue.URL = shown(ue.URL)
+	}
+	return err
 }
 
 // jsonMediaType returns the media type of a response and whether it is
@@ -104,18 +129,18 @@ func get(ctx context.Context, client *http.Client, u string) ([]byte, http.Heade
 	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, hideURL(err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxMetadataBytes+1))
 	if err != nil {
-		return nil, nil, fmt.Errorf("GET %s: %w", u, err)
+		return nil, nil, fmt.Errorf("GET %s: %w", shown(u), err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, nil, fmt.Errorf("GET %s: status %d", u, resp.StatusCode)
+		return nil, nil, fmt.Errorf("GET %s: status %d", shown(u), resp.StatusCode)
 	}
 	if len(body) > maxMetadataBytes {
-		return nil, nil, fmt.Errorf("GET %s: body larger than %d bytes", u, maxMetadataBytes)
+		return nil, nil, fmt.Errorf("GET %s: body larger than %d bytes", shown(u), maxMetadataBytes)
 	}
 	return body, resp.Header, nil
 }

@@ -190,7 +190,7 @@ func (in *introspector) call(ctx context.Context, v *Verifier, iss *issuer, toke
 	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	resp, err := client.Do(req)
 	if err != nil {
-		return introspected{}, err
+		return introspected{}, hideURL(err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxMetadataBytes+1))

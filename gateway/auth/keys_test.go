@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -447,6 +448,77 @@ func TestJWKSContentType(t *testing.T) {
 			_, err := v.Verify(bg, bearer(ti.token(t, "k1", ti.claims("", now)), now))
 			if (err == nil) != tc.ok {
 				t.Fatalf("got %v, want success: %v", err, tc.ok)
+			}
+		})
+	}
+}
+
+// TestFetchErrorsHideQuery: a jwks_uri or introspection endpoint may carry
+// a key in its query (?code=..., as some hosted functions want); the
+// errors that go to the log name the URL without it, whether the server
+// answers badly or cannot be reached.
+func TestFetchErrorsHideQuery(t *testing.T) {
+	const secret = "Qk9HVVNfS0VZX0lOX1FVRVJZ"
+	now := testNow
+	ti := newTestIssuer(t)
+	ti.addKey(t, "k1", "ES256")
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "no", http.StatusInternalServerError)
+	}))
+	defer bad.Close()
+	gone := httptest.NewServer(http.NotFoundHandler())
+	gone.Close()
+	for _, tc := range []struct{ name, base string }{
+		{"fail/jwks-status", bad.URL},
+		{"fail/jwks-unreachable", gone.URL},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var fetchErr error
+			v := newTestVerifier(t, ti, func(o *Options) {
+				o.Issuers[0].JWKSURI = tc.base + "/jwks?code=" + secret
+				o.OnFetch = func(_ string, err error) {
+					if err != nil {
+						fetchErr = err
+					}
+				}
+			})
+			_, err := v.Verify(bg, bearer(ti.token(t, "k1", ti.claims("", now)), now))
+			if err == nil || fetchErr == nil {
+				t.Fatalf("got %v, fetch error %v, want both", err, fetchErr)
+			}
+			for _, e := range []error{err, fetchErr, errors.Unwrap(err)} {
+				if e != nil && strings.Contains(e.Error(), secret) {
+					t.Fatalf("error quotes the query: %v", e)
+				}
+			}
+		})
+	}
+	for _, tc := range []struct{ name, base string }{
+		{"fail/introspection-status", bad.URL},
+		{"fail/introspection-unreachable", gone.URL},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var seen error
+			v := newTestVerifier(t, ti, func(o *Options) {
+				o.Issuers[0].Introspection = &IntrospectionOptions{Endpoint: tc.base + "/introspect?code=" + secret,
+					ClientID: "gateway", ClientSecret: "gw/secret", CacheTTL: time.Minute}
+				o.OnIntrospect = func(_ string, err error) {
+					if err != nil {
+						seen = err
+					}
+				}
+			})
+			_, err := v.Verify(bg, Request{Method: "GET", URL: testURL, Authorization: []string{"Bearer opaque-query"}, Now: testNow})
+			if err == nil {
+				t.Fatal("got no error")
+			}
+			for e := error(err); e != nil; e = errors.Unwrap(e) {
+				if strings.Contains(e.Error(), secret) {
+					t.Fatalf("error quotes the query: %v", e)
+				}
+			}
+			if seen != nil && strings.Contains(seen.Error(), secret) {
+				t.Fatalf("observed error quotes the query: %v", seen)
 			}
 		})
 	}
