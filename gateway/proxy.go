@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -44,8 +45,10 @@ func (g *Gateway) newProxy(rt *route) *httputil.ReverseProxy {
 		Transport:      newTransport(rt.timeout),
 		ModifyResponse: g.modifyResponse,
 		ErrorHandler:   g.proxyError,
-		ErrorLog:       nil,
-		BufferPool:     bufferPool{},
+		// What the proxy reports itself: an upstream that cut a body
+		// short (a client that left is not reported).
+		ErrorLog:   slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
+		BufferPool: bufferPool{},
 	}
 }
 

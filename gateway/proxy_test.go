@@ -4,10 +4,13 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestHTUBehindTrustedProxy: behind a TLS-terminating proxy the proof names
@@ -106,5 +109,49 @@ func TestWebSocketUpgrade(t *testing.T) {
 	fmt.Fprint(conn, "ping\n")
 	if line, _ := br.ReadString('\n'); line != "echo: ping\n" {
 		t.Fatalf("got %q over the upgraded connection, want the echo", line)
+	}
+}
+
+// TestProxyErrorsInTheLog: what the reverse proxy reports itself (an
+// upstream that cuts a response short) goes to the gateway's JSON log as
+// a warning, not as a plain line on stderr.
+func TestProxyErrorsInTheLog(t *testing.T) {
+	cut := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+		buf.Flush()
+		conn.Close()
+	}))
+	defer cut.Close()
+	e := newEnv(t, `
+  - name: cut
+    path_prefix: /cut
+    upstream: `+cut.URL+`
+    auth: none
+`)
+	// The client sees the cut too, before or after the headers.
+	if resp, err := e.srv.Client().Get(e.srv.URL + "/cut/x"); err == nil {
+		io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(e.logs.String(), "ReverseProxy read error during body copy") {
+		if time.Now().After(deadline) {
+			t.Fatalf("log has no line for the cut response:\n%s", e.logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(e.logs.String()), "\n") {
+		var rec struct{ Level, Msg string }
+		if err := json.Unmarshal([]byte(line), &rec); err != nil {
+			t.Fatalf("not a JSON line: %q", line)
+		}
+		if strings.Contains(rec.Msg, "ReverseProxy read error") && rec.Level != "WARN" {
+			t.Fatalf("got level %s, want WARN: %q", rec.Level, line)
+		}
 	}
 }
