@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -95,6 +96,25 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
+// serverLog is the log net/http reports its own errors to: a handler's
+// panic (a bug) at error level, the rest (TLS handshakes, clients that
+// hang up or send garbage) at debug, since any client can cause them.
+func serverLog(log *slog.Logger) *stdlog.Logger {
+	return stdlog.New(serverLogWriter{log}, "", 0)
+}
+
+type serverLogWriter struct{ log *slog.Logger }
+
+func (w serverLogWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSuffix(string(p), "\n")
+	level := slog.LevelDebug
+	if strings.HasPrefix(msg, "http: panic serving") {
+		level = slog.LevelError
+	}
+	w.log.Log(context.Background(), level, msg)
+	return len(p), nil
+}
+
 // runServers serves the gateway on ln and the admin endpoints on adminLn
 // (nil: none) until ctx ends; then it stops accepting, gives in-flight
 // requests the configured grace period, and returns.
@@ -110,7 +130,7 @@ func runServers(ctx context.Context, cfg *config.Config, gw *gateway.Gateway, lo
 		ReadTimeout:       time.Duration(s.ReadTimeout),
 		IdleTimeout:       time.Duration(s.IdleTimeout),
 		MaxHeaderBytes:    s.MaxHeaderBytes,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ErrorLog:          serverLog(log),
 	}
 	servers := []*http.Server{main}
 	errc := make(chan error, 2)
@@ -130,6 +150,7 @@ func runServers(ctx context.Context, cfg *config.Config, gw *gateway.Gateway, lo
 			ReadTimeout:       10 * time.Second,
 			WriteTimeout:      30 * time.Second,
 			IdleTimeout:       time.Minute,
+			ErrorLog:          serverLog(log),
 		}
 		servers = append(servers, admin)
 		go func() { errc <- admin.Serve(adminLn) }()
