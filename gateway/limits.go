@@ -73,15 +73,21 @@ func bucketKey(route, tier string, p *auth.Principal, ipKey string) string {
 
 // writeLimitHeaders sets the rate-limit fields of every answer on a limited
 // route: the de-facto X-RateLimit-* trio (Reset in Unix seconds, when the
-// bucket is full again) and the IETF RateLimit-Policy / RateLimit fields
-// (draft-ietf-httpapi-ratelimit-headers: quota q over window w seconds;
-// remaining r, and t seconds until the quota is back).
+// bucket is full again, rounded up) and the IETF RateLimit-Policy /
+// RateLimit fields (draft-ietf-httpapi-ratelimit-headers: quota q over
+// window w seconds; remaining r, and t seconds until the quota is back).
 func writeLimitHeaders(h http.Header, tier string, l ratelimit.Limit, d ratelimit.Decision, now time.Time) {
 	reset := d.Reset
 	if reset.Before(now) {
 		reset = now
 	}
 	until := ceilSeconds(reset.Sub(now))
+	// X-RateLimit-Reset is an instant: reset's Unix second, rounded up
+	// (now.Unix()+until would round now down, up to a second early).
+	resetUnix := reset.Unix()
+	if reset.Nanosecond() > 0 {
+		resetUnix++
+	}
 	remaining := strconv.Itoa(d.Remaining)
 	// One backing array for the five values, and the keys in canonical
 	// form (as http.Header.Set would make them), written directly: this
@@ -89,7 +95,7 @@ func writeLimitHeaders(h http.Header, tier string, l ratelimit.Limit, d ratelimi
 	v := [5]string{
 		strconv.Itoa(d.Limit),
 		remaining,
-		strconv.FormatInt(now.Unix()+until, 10),
+		strconv.FormatInt(resetUnix, 10),
 		`"` + tier + `";q=` + strconv.Itoa(l.Count) + ";w=" + strconv.FormatInt(ceilSeconds(l.Period), 10),
 		`"` + tier + `";r=` + remaining + ";t=" + strconv.FormatInt(until, 10),
 	}
