@@ -301,12 +301,31 @@ func (g *Gateway) claimed(ctx context.Context, s *snapshot, x *exchange, err err
 }
 
 // limit takes one token from the request's bucket (and, for anonymous
-// callers, from the per-IP cap across routes), or uses the decision claim
-// took with it.
+// callers, from the per-IP cap across routes, which it looks at first so
+// that a request the cap refuses takes nothing from the route's bucket),
+// or uses the decision claim took with it.
 func (g *Gateway) limit(ctx context.Context, s *snapshot, x *exchange) *answer {
 	key, l, ok := bucketOf(s, x)
 	if !ok {
 		return nil
+	}
+	capped := x.principal == nil && !s.ipCap.Unlimited()
+	if capped {
+		// A look at the cap first: a request the cap refuses takes
+		// nothing from the route's bucket, so that the cap's Retry-After
+		// is enough.
+		cd, err := g.limits.AllowN(ctx, "ipcap|"+limitKey(x.ip), s.ipCap, 0)
+		switch {
+		case errors.Is(err, errNotLimited):
+			capped = false
+		case err != nil:
+			return newAnswer(string(auth.TemporarilyUnavailable), "limiter_unavailable", err)
+		case !cd.Allowed:
+			x.limit, x.decision, x.limited, x.policy = s.ipCap, cd, true, policyIPCap
+			a := newAnswer(codeRateLimited, "rate_limited", nil)
+			a.retryAfter = cd.RetryAfter
+			return a
+		}
 	}
 	var d ratelimit.Decision
 	var err error
@@ -322,7 +341,7 @@ func (g *Gateway) limit(ctx context.Context, s *snapshot, x *exchange) *answer {
 		return newAnswer(string(auth.TemporarilyUnavailable), "limiter_unavailable", err)
 	}
 	x.limit, x.decision, x.limited, x.policy = l, d, true, x.tier
-	if d.Allowed && x.principal == nil && !s.ipCap.Unlimited() {
+	if d.Allowed && capped {
 		cd, err := g.limits.AllowN(ctx, "ipcap|"+limitKey(x.ip), s.ipCap, 1)
 		switch {
 		case errors.Is(err, errNotLimited):

@@ -34,3 +34,33 @@ func TestLimitResetRoundsUp(t *testing.T) {
 		})
 	}
 }
+
+// TestIPCapRefusalTakesNothing: a request the anonymous_ip_cap refuses
+// takes nothing from the route's bucket (a denied call takes nothing), so
+// a client that waits the Retry-After of the cap's 429 is served, and is
+// served the route's whole budget.
+func TestIPCapRefusalTakesNothing(t *testing.T) {
+	e := newEnvWith(t, "  auth_failures: {rate: 100/m}\n  anonymous_ip_cap: {rate: 2/m}", `
+  - name: slow
+    path_prefix: /slow
+    upstream: %[2]s
+    auth: optional
+    rate_limits: {anonymous: 3/h}
+`)
+	for i := 0; i < 2; i++ {
+		if res := e.do(e.req("GET", "/slow/x")); res.status != 200 {
+			t.Fatalf("request %d: got %d %s, want 200", i, res.status, res.body)
+		}
+	}
+	res := e.do(e.req("GET", "/slow/x"))
+	retry, err := strconv.Atoi(res.header.Get("Retry-After"))
+	if res.status != 429 || err != nil || retry < 1 {
+		t.Fatalf("over the cap: got %d, Retry-After %q, want 429 with Retry-After", res.status, res.header.Get("Retry-After"))
+	}
+	e.clock.Advance(time.Duration(retry) * time.Second)
+	res = e.do(e.req("GET", "/slow/x"))
+	if res.status != 200 {
+		t.Fatalf("after waiting Retry-After %ds: got %d %s (RateLimit %q, Retry-After %q), want 200: the cap's refusals took the route's budget",
+			retry, res.status, res.body, res.header.Get("RateLimit"), res.header.Get("Retry-After"))
+	}
+}
