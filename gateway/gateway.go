@@ -366,8 +366,8 @@ func (g *Gateway) limit(ctx context.Context, s *snapshot, x *exchange) *answer {
 // peekLimit fills in x's decision when the request was refused before the
 // rate-limit step, since every answer on a limited route carries the
 // rate-limit headers (spec §4): the decision taken along with the replay
-// claim, or else a look at the bucket the request would draw on, which
-// takes nothing from it. The tier stays unset: the request was not served
+// claim, or else a look at the bucket the request would draw on (and, for
+// an anonymous request, at the per-IP cap), which takes nothing from it. The tier stays unset: the request was not served
 // in one. A look is taken on the memory backend only: on Redis it would
 // cost a round trip, and refusals are kept off Redis (a flood of bad
 // tokens, a Redis that does not answer, must not reach or wait on it).
@@ -386,8 +386,17 @@ func (g *Gateway) peekLimit(ctx context.Context, s *snapshot, x *exchange) {
 	default:
 		return
 	}
-	if err == nil {
-		x.limit, x.decision, x.limited, x.policy = l, d, true, tier
+	if err != nil {
+		return
+	}
+	x.limit, x.decision, x.limited, x.policy = l, d, true, tier
+	// As limit does: an anonymous answer shows the per-IP cap when it
+	// has fewer requests left than the route's bucket.
+	if x.principal == nil && !s.ipCap.Unlimited() && g.limitsInProcess {
+		cd, err := g.limits.AllowN(ctx, "ipcap|"+limitKey(x.ip), s.ipCap, 0)
+		if err == nil && cd.Remaining < d.Remaining {
+			x.limit, x.decision, x.policy = s.ipCap, cd, policyIPCap
+		}
 	}
 }
 

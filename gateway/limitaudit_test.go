@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"net/http"
 	"strconv"
 	"testing"
 	"time"
@@ -62,5 +63,43 @@ func TestIPCapRefusalTakesNothing(t *testing.T) {
 	if res.status != 200 {
 		t.Fatalf("after waiting Retry-After %ds: got %d %s (RateLimit %q, Retry-After %q), want 200: the cap's refusals took the route's budget",
 			retry, res.status, res.body, res.header.Get("RateLimit"), res.header.Get("Retry-After"))
+	}
+}
+
+// TestIPCapOnRefusals: a refusal (400, 401) that shows the anonymous
+// bucket shows the anonymous_ip_cap's instead when the cap has fewer
+// requests left, as a served anonymous answer does, so that
+// X-RateLimit-Remaining never promises a request the cap refuses.
+func TestIPCapOnRefusals(t *testing.T) {
+	e := newEnvWith(t, "  auth_failures: {rate: 100/m}\n  anonymous_ip_cap: {rate: 2/m}", "")
+	for i := 0; i < 2; i++ {
+		if res := e.do(e.req("GET", "/strip/x")); res.status != 200 {
+			t.Fatalf("request %d: got %d, want 200", i, res.status)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		r      *http.Request
+		status int
+	}{
+		{"400-token-in-query", e.req("GET", "/public/x?access_token=x"), 400},
+		{"401-bad-token", e.req("GET", "/public/x", "Authorization", "Bearer x.y.z"), 401},
+		{"401-no-token", e.req("GET", "/tools/x"), 401},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := e.do(tc.r)
+			if res.status != tc.status {
+				t.Fatalf("got %d %s, want %d", res.status, res.body, tc.status)
+			}
+			if got := res.header.Get("X-RateLimit-Remaining"); got != "0" {
+				t.Errorf("X-RateLimit-Remaining %s (RateLimit-Policy %q), want 0: the cap has nothing left", got, res.header.Get("RateLimit-Policy"))
+			}
+			if got := res.header.Get("RateLimit-Policy"); got != `"anonymous_ip_cap";q=2;w=60` {
+				t.Errorf("RateLimit-Policy %q, want the cap's", got)
+			}
+		})
+	}
+	if res := e.do(e.req("GET", "/public/x")); res.status != 429 {
+		t.Fatalf("anonymous request: got %d, want 429 from the cap", res.status)
 	}
 }
