@@ -242,7 +242,7 @@ type RateLimits struct {
 // Tier is one token-bucket policy.
 type Tier struct {
 	Rate  Rate `yaml:"rate" json:"rate"`   // required
-	Burst int  `yaml:"burst" json:"burst"` // bucket size, at least 1; default Rate.Count
+	Burst int  `yaml:"burst" json:"burst"` // bucket size, 1 to MaxCount; default Rate.Count
 }
 
 // ForwardAuth is the endpoint that ingress-nginx auth-url, Traefik

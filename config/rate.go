@@ -13,11 +13,16 @@ import (
 // is Rate{Count: 600, Per: time.Minute}. PERIOD is s, m or h, or a
 // duration in whole seconds such as 10s ("100/10s").
 type Rate struct {
-	Count int           // events per Per, at least 1
+	Count int           // events per Per, 1 to MaxCount
 	Per   time.Duration // whole seconds, at least one
 }
 
 const rateHint = "use 600/m, 10/s, 5000/h"
+
+// MaxCount bounds a rate's count and a burst: the largest Integer of HTTP
+// Structured Fields (RFC 9651 §3.3.1), in which the RateLimit-Policy and
+// RateLimit fields carry them.
+const MaxCount = 999_999_999_999_999
 
 // ParseRate parses a rate as written in rate_limits.
 func ParseRate(s string) (Rate, error) {
@@ -31,6 +36,9 @@ func ParseRate(s string) (Rate, error) {
 	}
 	if n < 1 {
 		return Rate{}, fmt.Errorf("%q is not a rate: the count must be at least 1", s)
+	}
+	if n > MaxCount {
+		return Rate{}, fmt.Errorf("%q is not a rate: the count must be at most %d", s, MaxCount)
 	}
 	d, err := parsePer(strings.TrimSpace(per))
 	if err != nil {

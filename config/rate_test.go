@@ -33,6 +33,10 @@ func TestParseRate(t *testing.T) {
 		{"fail/float", "1.5/s", Rate{}, "not a whole number"},
 		{"fail/overflow", "99999999999999999999/s", Rate{}, "not a whole number"},
 		{"fail/garbage", "/", Rate{}, "not a whole number"},
+		// RateLimit-Policy carries the count as a Structured Field Integer
+		// (RFC 9651 §3.3.1): at most 15 digits.
+		{"ok/largest", "999999999999999/s", Rate{999999999999999, time.Second}, ""},
+		{"fail/too-large-for-ratelimit-policy", "1000000000000000/s", Rate{}, "at most 999999999999999"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,5 +179,26 @@ func TestTextRoundTrip(t *testing.T) {
 	var out values
 	if err := json.Unmarshal(b, &out); err != nil || out != in {
 		t.Fatalf("Unmarshal: got %+v, %v, want %+v", out, err, in)
+	}
+}
+
+// TestBurstFitsRateLimitHeader: the RateLimit field carries the remaining
+// requests, up to the burst, as a Structured Field Integer (RFC 9651
+// §3.3.1, at most 15 digits); a larger burst is refused at load time.
+func TestBurstFitsRateLimitHeader(t *testing.T) {
+	for _, tc := range []struct{ name, tier, wantErr string }{
+		{"ok/largest", "{rate: 5/m, burst: 999999999999999}", ""},
+		{"fail/tier", "{rate: 5/m, burst: 1000000000000000}", "rate_limits.tiers.anonymous.burst: must be at most 999999999999999"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("t.yaml", []byte("issuers: [{issuer: https://i.example, audiences: [a]}]\nrate_limits:\n  tiers:\n    anonymous: "+tc.tier+
+				"\nroutes: [{name: r, path_prefix: /, upstream: http://u}]\n"), nil)
+			switch {
+			case tc.wantErr == "" && err != nil:
+				t.Fatalf("got %v, want no error", err)
+			case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+				t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
+			}
+		})
 	}
 }

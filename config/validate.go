@@ -320,6 +320,9 @@ func (l *RateLimits) check(p *problems) {
 func (t Tier) check(p *problems, path string) {
 	if rate(p, path+".rate", t.Rate) {
 		atLeast(p, path+".burst", t.Burst, 1) // burst defaults to the rate's count
+		if t.Burst > MaxCount {
+			p.add(path+".burst", "must be at most %d, got %d", MaxCount, t.Burst)
+		}
 	}
 }
 
@@ -328,8 +331,8 @@ func rate(p *problems, path string, r Rate) bool {
 	switch {
 	case r == Rate{}:
 		p.add(path, "is required")
-	case r.Count < 1 || r.Per < time.Second || r.Per%time.Second != 0:
-		p.add(path, "%d per %s is not a rate: the count must be at least 1 and the period whole seconds", r.Count, r.Per)
+	case r.Count < 1 || r.Count > MaxCount || r.Per < time.Second || r.Per%time.Second != 0:
+		p.add(path, "%d per %s is not a rate: the count must be 1 to %d and the period whole seconds", r.Count, r.Per, MaxCount)
 	default:
 		return true
 	}
