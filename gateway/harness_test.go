@@ -114,8 +114,26 @@ type env struct {
 	srv   *httptest.Server
 	key   *dpopclient.Key
 	clock *fakeClock
-	logs  *strings.Builder
+	logs  *logBuffer
 	cfg   *config.Config
+}
+
+// logBuffer is a gateway's log, safe to read while the gateway writes it.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // fakeClock is a settable clock; tests move it instead of sleeping.
@@ -192,9 +210,8 @@ func newEnv(t testing.TB, extra string) *env {
 // %[1]s (issuer) and %[2]s (upstream).
 func newEnvWith(t testing.TB, rateLimits, extra string) *env {
 	t.Helper()
-	var mu sync.Mutex
-	logs := &strings.Builder{}
-	e := startEnv(t, rateLimits, extra, lockedWriter{&mu, logs})
+	logs := &logBuffer{}
+	e := startEnv(t, rateLimits, extra, logs)
 	e.logs = logs
 	return e
 }
@@ -236,17 +253,6 @@ func (e *env) replica() *env {
 	r.srv = httptest.NewServer(r.gw)
 	e.t.Cleanup(r.srv.Close)
 	return &r
-}
-
-type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
-}
-
-func (l lockedWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(b)
 }
 
 // req builds a request to the gateway.

@@ -100,7 +100,7 @@ func (d *devIssuer) revoke(t *testing.T, client, secret, token string) {
 // newIntrospectEnv is a gateway in front of an echo upstream whose issuer
 // is the dev authorization server, introspecting with a 5s cache.
 func newIntrospectEnv(t *testing.T) (*env, *devIssuer) {
-	e := &env{t: t, up: newUpstream(t), key: authtest.NewKey(t), logs: &strings.Builder{}}
+	e := &env{t: t, up: newUpstream(t), key: authtest.NewKey(t), logs: &logBuffer{}}
 	e.srv = httptest.NewUnstartedServer(nil)
 	gwURL := "http://" + e.srv.Listener.Addr().String()
 	d := newDevIssuer(t, gwURL)

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -24,8 +23,7 @@ import (
 // e.logs: the level a gateway runs at while someone chases a problem.
 func newDebugEnv(t testing.TB, extra string) *env {
 	t.Helper()
-	var mu sync.Mutex
-	logs := &strings.Builder{}
+	logs := &logBuffer{}
 	e := &env{t: t, iss: authtest.NewIssuer(t), up: newUpstream(t), key: authtest.NewKey(t), logs: logs}
 	text := fmt.Sprintf(baseConfig+extra, e.iss.URL, e.up.URL, "  auth_failures: {rate: 1000/m}")
 	cfg, err := config.Parse("test.yaml", []byte(text), nil)
@@ -34,7 +32,7 @@ func newDebugEnv(t testing.TB, extra string) *env {
 	}
 	e.cfg = cfg
 	e.clock = &fakeClock{now: time.Now()}
-	var w io.Writer = lockedWriter{&mu, logs}
+	var w io.Writer = logs
 	e.gw, err = New(cfg, Options{Logger: slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug})), Clock: e.clock.Now})
 	if err != nil {
 		t.Fatal(err)
@@ -235,8 +233,7 @@ func TestIntrospectionNoCredentialLogged(t *testing.T) {
 		}
 	}))
 	defer intro.Close()
-	var mu sync.Mutex
-	logs := &strings.Builder{}
+	logs := &logBuffer{}
 	e := &env{t: t, up: newUpstream(t), key: authtest.NewKey(t), logs: logs}
 	e.srv = httptest.NewUnstartedServer(nil)
 	gwURL := "http://" + e.srv.Listener.Addr().String()
@@ -263,7 +260,7 @@ routes:
 		t.Fatal(err)
 	}
 	e.clock = &fakeClock{now: time.Now()}
-	h := slog.NewJSONHandler(lockedWriter{&mu, logs}, &slog.HandlerOptions{Level: slog.LevelDebug})
+	h := slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})
 	if e.gw, err = New(cfg, Options{Clock: e.clock.Now, Logger: slog.New(h)}); err != nil {
 		t.Fatal(err)
 	}
@@ -316,9 +313,8 @@ func TestRedisPasswordNotLogged(t *testing.T) {
 		t.Fatal(err)
 	}
 	rc.Close()
-	var mu sync.Mutex
-	logs := &strings.Builder{}
-	redis.SetLogger(redisPrintf{lockedWriter{&mu, logs}})
+	logs := &logBuffer{}
+	redis.SetLogger(redisPrintf{logs})
 	defer redis.SetLogger(redisPrintf{io.Discard})
 
 	var answers strings.Builder
@@ -352,9 +348,7 @@ redis:
 			answers.Write(b)
 		}
 		admin.Close()
-		mu.Lock()
-		logs.WriteString(e.logs.String())
-		mu.Unlock()
+		logs.Write([]byte(e.logs.String()))
 		if strings.Contains(redisYAML, right) {
 			if res.status != 200 {
 				t.Fatalf("with the right password: %d %s", res.status, res.body)
@@ -368,8 +362,6 @@ redis:
 			assertNoLeak(t, "the Redis keys", strings.Join(keys, "\n"), tok)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	for _, s := range []string{right, wrong} {
 		if strings.Contains(logs.String(), s) {
 			t.Errorf("the log holds a Redis password:\n%s", logs.String())
