@@ -310,10 +310,12 @@ func (g *Gateway) limit(ctx context.Context, s *snapshot, x *exchange) *answer {
 		return nil
 	}
 	capped := x.principal == nil && !s.ipCap.Unlimited()
-	if capped {
+	if capped && g.limitsInProcess {
 		// A look at the cap first: a request the cap refuses takes
 		// nothing from the route's bucket, so that the cap's Retry-After
-		// is enough.
+		// is enough. On Redis the look would cost a round trip more on
+		// every anonymous request; there a request the cap refuses has
+		// taken its token from the route's bucket.
 		cd, err := g.limits.AllowN(ctx, "ipcap|"+limitKey(x.ip), s.ipCap, 0)
 		switch {
 		case errors.Is(err, errNotLimited):
