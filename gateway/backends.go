@@ -60,7 +60,7 @@ func (g *Gateway) useRedis(cfg *config.Config, opts Options) error {
 		return err
 	}
 	b := &redisBackends{
-		client:  redis.NewUniversalClient(o),
+		client:  newRedisClient(o),
 		timeout: time.Duration(cfg.Redis.Timeout),
 		metrics: g.metrics,
 		log:     g.log,
@@ -84,6 +84,18 @@ func (g *Gateway) useRedis(cfg *config.Config, opts Options) error {
 	b.batch = newRedisBatch(b)
 	g.redis = b
 	return nil
+}
+
+// newRedisClient is redis.NewUniversalClient, with the noResend hook on
+// every node of a Cluster.
+func newRedisClient(o *redis.UniversalOptions) redis.UniversalClient {
+	c := redis.NewUniversalClient(o)
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		// Before the first call: nodes are made when the client first
+		// loads the slot map.
+		cc.OnNewNode(func(n *redis.Client) { n.AddHook(noResend{}) })
+	}
+	return c
 }
 
 // reload takes on the settings of cfg that a running gateway can change:

@@ -151,7 +151,5 @@ func TestRedisClusterNoResend(t *testing.T) {
 				t.Fatalf("a decision whose reply was lost: %d tokens left, want 99 or 100 (one taken at most once)", d.Remaining)
 			}
 		}
-		return
-		t.Skip("never lost a reply after the script ran")
 	})
 }
