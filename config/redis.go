@@ -89,6 +89,12 @@ func (r Redis) UniversalOptions() (*redis.UniversalOptions, error) {
 	o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.PoolTimeout = t, t, t, t
 	o.ContextTimeoutEnabled = true
 	o.MaxRetries = -1 // -1 is none: 0 means the library's default of 3
+	// A Cluster client still tries a call again after some failures, up to
+	// MaxRedirects times, which it needs to follow MOVED and ASK; it would
+	// sleep between tries (10ms and more, doubling), not heeding the
+	// deadline of a call whose time is up, so no sleep: a try after the
+	// deadline fails at once.
+	o.MinRetryBackoff = -1
 	// One dial per attempt. After pool_size failed dials in a row the pool
 	// fails calls at once and probes the server once a second by itself.
 	o.DialerRetries = 1
