@@ -272,12 +272,29 @@ func (g *Gateway) admitProof(ctx context.Context, s *snapshot, x *exchange, p *a
 		if ans := g.limit(ctx, s, x); ans != nil {
 			return ans
 		}
-		return g.claimed(ctx, s, x, g.replay.Claim(ctx, p.ReplayKey, s.verifier.ReplayTTL()))
+		if ans := g.claimed(ctx, s, x, g.replay.Claim(ctx, p.ReplayKey, s.verifier.ReplayTTL())); ans != nil {
+			return ans
+		}
+		return g.stillFresh(s, p)
 	}
 	if ans := g.claimed(ctx, s, x, x.admitted.claimErr); ans != nil {
 		return ans
 	}
+	if ans := g.stillFresh(s, p); ans != nil {
+		return ans
+	}
 	return g.limit(ctx, s, x)
+}
+
+// stillFresh refuses a proof whose iat window closed while it was being
+// claimed: another replica's claim of it, made at the window's start, may
+// have expired by the time this one ran, and this claim then proves
+// nothing (see auth.Verifier.StillFresh).
+func (g *Gateway) stillFresh(s *snapshot, p *auth.Proof) *answer {
+	if s.verifier.StillFresh(p.IssuedAt, g.clock()) {
+		return nil
+	}
+	return &answer{code: string(auth.InvalidDPoPProof), status: http.StatusUnauthorized, reason: string(auth.ReasonIATTooOld), scheme: "DPoP"}
 }
 
 // claimed turns the outcome of a replay claim into an answer: a replayed

@@ -400,6 +400,16 @@ func (v *Verifier) Issuers() []IssuerState {
 // or past, so max age plus twice the skew covers every proof still valid.
 func (v *Verifier) ReplayTTL() time.Duration { return v.maxAge + 2*v.skew }
 
+// StillFresh reports whether a proof issued at iat is still inside its iat
+// window at now: not older than max age plus skew. A replay key kept for
+// ReplayTTL from when its first claim ran outlives that window only if the
+// window is judged when a claim has run, not when the request came: a
+// claim that took a while (a slow store, a slow key or introspection
+// fetch before it) could otherwise find the first claim's key expired.
+func (v *Verifier) StillFresh(iat, now time.Time) bool {
+	return !iat.Before(now.Add(-v.maxAge - v.skew))
+}
+
 // Nonce returns the DPoP-Nonce to hand out at now, or "" when nonces are off.
 func (v *Verifier) Nonce(now time.Time) string {
 	if v.nonces == nil {
