@@ -181,6 +181,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
+	// The proxy's answer gets the id in modifyResponse, or proxyError: the
+	// reverse proxy clears the fields set here once it has written a 1xx.
+	rw.Header().Del("X-Request-Id")
 	x.route.proxy.ServeHTTP(rw, r)
 }
 

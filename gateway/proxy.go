@@ -210,7 +210,7 @@ func (g *Gateway) modifyResponse(res *http.Response) error {
 	if x.nonce != "" {
 		h.Set("DPoP-Nonce", x.nonce)
 	}
-	h.Del("X-Request-Id") // the client already has ours
+	h.Set("X-Request-Id", x.id) // ours, in place of any the upstream sent
 	if x.route != nil && x.route.cors != nil {
 		x.route.cors.decorate(h, x.origin)
 	}
@@ -232,6 +232,8 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	x := exchangeOf(r.Context())
 	if x == nil {
 		x = &exchange{start: g.clock()}
+	} else {
+		w.Header().Set("X-Request-Id", x.id)
 	}
 	if errors.Is(err, errTokenInBody) {
 		g.refuse(r.Context(), w, s, x, newAnswer(string(auth.InvalidRequest), "token_in_query", err))

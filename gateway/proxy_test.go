@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/textproto"
 	"strings"
 	"testing"
 	"time"
@@ -152,6 +154,50 @@ func TestProxyErrorsInTheLog(t *testing.T) {
 		}
 		if strings.Contains(rec.Msg, "ReverseProxy read error") && rec.Level != "WARN" {
 			t.Fatalf("got level %s, want WARN: %q", rec.Level, line)
+		}
+	}
+}
+
+// TestEarlyHints: a 103 Early Hints from the upstream reaches the client,
+// and the final answer still carries the gateway's X-Request-Id (the
+// reverse proxy clears the answer's header fields after writing a 1xx).
+func TestEarlyHints(t *testing.T) {
+	hints := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</a.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.Header().Del("Link")
+		w.Header().Set("X-Request-Id", "the-upstream's")
+		fmt.Fprint(w, "final")
+	}))
+	defer hints.Close()
+	e := newEnv(t, `
+  - name: hints
+    path_prefix: /hints
+    upstream: `+hints.URL+`
+    auth: none
+`)
+	var early []string
+	r := e.req("GET", "/hints/x")
+	r = r.WithContext(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
+		Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+			early = append(early, fmt.Sprint(code, " ", h.Get("Link")))
+			return nil
+		},
+	}))
+	res := e.do(r)
+	if res.status != 200 || string(res.body) != "final" {
+		t.Fatalf("got %d %q", res.status, res.body)
+	}
+	if len(early) != 1 || early[0] != "103 </a.css>; rel=preload" {
+		t.Fatalf("got 1xx answers %q, want the 103 with its Link", early)
+	}
+	if id := res.header.Values("X-Request-Id"); len(id) != 1 || id[0] == "the-upstream's" {
+		t.Fatalf("final answer's X-Request-Id: %q, want the gateway's", id)
+	}
+	// The gateway's own answer for an upstream that fails has it too.
+	for _, path := range []string{"/hang/x", "/dead/x"} {
+		if res := e.do(e.req("GET", path)); res.status < 502 || len(res.header.Values("X-Request-Id")) != 1 {
+			t.Fatalf("%s: got %d with X-Request-Id %q", path, res.status, res.header.Values("X-Request-Id"))
 		}
 	}
 }
