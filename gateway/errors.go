@@ -69,6 +69,8 @@ var descriptions = map[string]string{
 	"empty_segment":                     "The request path has empty segments",
 	"backslash":                         "The request path has a backslash",
 	"matrix_parameter":                  "The request path has a ';' parameter",
+	"request_body_timeout":              "The request body did not arrive in time",
+	"request_body_incomplete":           "The request body ended before it was whole",
 	"bound_token_as_bearer":             "A DPoP-bound token must be sent with the DPoP scheme",
 	"bearer_refused":                    "This resource requires DPoP-bound access tokens",
 	"unbound_token_as_dpop":             "The access token is not DPoP-bound",

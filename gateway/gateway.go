@@ -138,8 +138,9 @@ type exchange struct {
 	reason        string // why the request was refused, for the log
 	upstreamStart time.Time
 	upstream      time.Duration
-	origin        string // the Origin header, for CORS
-	forwardAuth   bool   // a forward-auth call: target is the ingress's request
+	origin        string      // the Origin header, for CORS
+	forwardAuth   bool        // a forward-auth call: target is the ingress's request
+	body          *clientBody // the request body as it goes upstream
 }
 
 type exchangeKey struct{}
@@ -181,6 +182,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r = r.WithContext(context.WithValue(r.Context(), exchangeKey{}, x))
+	if r.Body != nil && r.Body != http.NoBody {
+		x.body = &clientBody{ReadCloser: r.Body}
+		r.Body = x.body
+	}
 	// The proxy's answer gets the id in modifyResponse, or proxyError: the
 	// reverse proxy clears the fields set here once it has written a 1xx.
 	rw.Header().Del("X-Request-Id")

@@ -136,6 +136,12 @@ func (l *logBuffer) String() string {
 	return l.b.String()
 }
 
+func (l *logBuffer) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Reset()
+}
+
 // fakeClock is a settable clock; tests move it instead of sleeping.
 type fakeClock struct {
 	mu  sync.Mutex

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dpopgate/dpopgate/gateway/auth"
@@ -219,8 +221,22 @@ func (g *Gateway) modifyResponse(res *http.Response) error {
 
 // proxyError answers 502 when the upstream cannot be reached and 504 when
 // it does not answer in time, in the gateway's JSON shape; and 400 when the
-// request's form body turned out to hold an access_token (formGuard).
+// request's form body turned out to hold an access_token (formGuard), or
+// when the client stopped sending it (it hung up, or server.read_timeout
+// ran out): the upstream did not fail then, and the client, when it is
+// still there, must not be told it did, nor get an empty 200.
 func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	if x := exchangeOf(r.Context()); x != nil && x.body != nil {
+		if berr := x.body.failed(); berr != nil && !errors.Is(err, errTokenInBody) {
+			reason := "request_body_incomplete"
+			if ne, ok := errors.AsType[net.Error](berr); ok && ne.Timeout() {
+				reason = "request_body_timeout"
+			}
+			w.Header().Set("X-Request-Id", x.id)
+			g.refuse(r.Context(), w, g.snap.Load(), x, newAnswer(string(auth.InvalidRequest), reason, berr))
+			return
+		}
+	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away; there is nobody to answer.
 		if rw, ok := w.(*responseWriter); ok && rw.code == 0 {
@@ -254,6 +270,29 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		err = fmt.Errorf("%s upstream: %w", ue.Op, ue.Err)
 	}
 	g.refuse(r.Context(), w, s, x, newAnswer(code, code, err))
+}
+
+// clientBody is a request body on its way upstream. It keeps the error
+// reading it from the client failed with, if any, so that proxyError
+// tells a client that stopped sending from an upstream that failed.
+type clientBody struct {
+	io.ReadCloser
+	err atomic.Pointer[error]
+}
+
+func (b *clientBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && !errors.Is(err, errTokenInBody) {
+		b.err.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+func (b *clientBody) failed() error {
+	if p := b.err.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

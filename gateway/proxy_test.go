@@ -201,3 +201,87 @@ func TestEarlyHints(t *testing.T) {
 		}
 	}
 }
+
+// TestClientBodyFailure: a request body that the client stops sending
+// (it hangs up, or server.read_timeout runs out while it trickles) is the
+// client's failure, not the upstream's: no 502 bad_gateway or 504
+// gateway_timeout, which tell the client and the metrics that the
+// upstream failed.
+func TestClientBodyFailure(t *testing.T) {
+	got := make(chan string, 4)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.Copy(io.Discard, r.Body)
+		got <- fmt.Sprint(err)
+		if err != nil {
+			panic(http.ErrAbortHandler) // no answer of its own
+		}
+	}))
+	defer up.Close()
+	logs := &logBuffer{}
+	e := startEnv(t, "  auth_failures: {rate: 100/m}", `
+  - name: upload
+    path_prefix: /upload
+    upstream: `+up.URL+`
+    auth: none
+`, logs)
+	logText := logs.String
+	// A second listener on the same gateway, with a short read_timeout.
+	slow := httptest.NewUnstartedServer(e.gw)
+	slow.Config.ReadTimeout = 300 * time.Millisecond
+	slow.Start()
+	defer slow.Close()
+	status := func() string {
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			for _, line := range strings.Split(logText(), "\n") {
+				if strings.Contains(line, `"path":"/upload/x"`) {
+					var rec struct {
+						Status int    `json:"status"`
+						Reason string `json:"reason"`
+					}
+					json.Unmarshal([]byte(line), &rec)
+					return fmt.Sprint(rec.Status, " ", rec.Reason)
+				}
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		return "no log line"
+	}
+	addr := strings.TrimPrefix(e.srv.URL, "http://")
+	t.Run("fail/client-hangs-up", func(t *testing.T) {
+		logs.Reset()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "PUT /upload/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n%s", strings.Repeat("a", 1000))
+		c.Close()
+		<-got // the upstream has seen the body cut
+		if s := status(); strings.HasPrefix(s, "502") || strings.HasPrefix(s, "504") {
+			t.Fatalf("logged %s, want the client's failure", s)
+		}
+	})
+	t.Run("fail/body-past-read-timeout", func(t *testing.T) {
+		logs.Reset()
+		e.clock.Advance(time.Minute)
+		c, err := net.Dial("tcp", strings.TrimPrefix(slow.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		fmt.Fprintf(c, "PUT /upload/x HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n%s", strings.Repeat("a", 1000))
+		// Send nothing more: read_timeout runs out.
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"invalid_request"`) {
+			t.Fatalf("got %d %s, want 400 invalid_request", resp.StatusCode, body)
+		}
+		if s := status(); s != "400 request_body_timeout" {
+			t.Fatalf("logged %s", s)
+		}
+	})
+}
