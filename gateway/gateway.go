@@ -38,6 +38,7 @@ type Gateway struct {
 	metrics         *metrics
 	usage           usage
 	draining        atomic.Bool
+	upgrades        *upgrades
 }
 
 // Options are the parts of a Gateway that do not come from its config.
@@ -64,6 +65,7 @@ func New(cfg *config.Config, opts Options) (*Gateway, error) {
 		log:        opts.Logger,
 		clock:      opts.Clock,
 		httpClient: opts.HTTPClient,
+		upgrades:   newUpgrades(),
 	}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
@@ -189,6 +191,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The proxy's answer gets the id in modifyResponse, or proxyError: the
 	// reverse proxy clears the fields set here once it has written a 1xx.
 	rw.Header().Del("X-Request-Id")
+	r, done := g.upgrades.track(r)
+	defer done()
 	x.route.proxy.ServeHTTP(rw, r)
 }
 

@@ -177,6 +177,11 @@ func runServers(ctx context.Context, cfg *config.Config, gw *gateway.Gateway, lo
 			srv.Close()
 		}
 	}
+	// Upgraded connections (WebSockets) get what is left of the grace
+	// period too: Shutdown does not wait for them.
+	if err := gw.WaitUpgrades(grace); err != nil {
+		log.Warn("grace period over, closing the upgraded connections left", "error", err)
+	}
 	stopBackground()
 	log.Info("stopped")
 	return nil
