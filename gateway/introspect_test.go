@@ -3,6 +3,7 @@ package gateway
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -100,11 +101,8 @@ func (d *devIssuer) revoke(t *testing.T, client, secret, token string) {
 // newIntrospectEnv is a gateway in front of an echo upstream whose issuer
 // is the dev authorization server, introspecting with a 5s cache.
 func newIntrospectEnv(t *testing.T) (*env, *devIssuer) {
-	e := &env{t: t, up: newUpstream(t), key: authtest.NewKey(t), logs: &logBuffer{}}
-	e.srv = httptest.NewUnstartedServer(nil)
-	gwURL := "http://" + e.srv.Listener.Addr().String()
-	d := newDevIssuer(t, gwURL)
-	cfg, err := config.Parse("introspect.yaml", []byte(fmt.Sprintf(`
+	return newDevIssuerEnv(t, slog.LevelInfo, func(issuer, upstream, gateway string) string {
+		return fmt.Sprintf(`
 issuers:
   - issuer: %[1]s
     audiences: [%[3]s]
@@ -127,12 +125,26 @@ routes:
     upstream: %[2]s
     auth: required
     introspect: true
-`, d.URL, e.up.URL, gwURL)), nil)
+`, issuer, upstream, gateway)
+	})
+}
+
+// newDevIssuerEnv is a gateway whose issuer is the dev authorization
+// server, on the config conf writes for that issuer, the echo upstream and
+// the gateway's own URL, logging at level into e.logs.
+func newDevIssuerEnv(t *testing.T, level slog.Level, conf func(issuer, upstream, gateway string) string) (*env, *devIssuer) {
+	e := &env{t: t, up: newUpstream(t), key: authtest.NewKey(t), logs: &logBuffer{}}
+	e.srv = httptest.NewUnstartedServer(nil)
+	gwURL := "http://" + e.srv.Listener.Addr().String()
+	d := newDevIssuer(t, gwURL)
+	cfg, err := config.Parse("introspect.yaml", []byte(conf(d.URL, e.up.URL, gwURL)), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.cfg = cfg
 	e.clock = &fakeClock{now: time.Now()}
-	if e.gw, err = New(cfg, Options{Clock: e.clock.Now}); err != nil {
+	h := slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: level})
+	if e.gw, err = New(cfg, Options{Clock: e.clock.Now, Logger: slog.New(h)}); err != nil {
 		t.Fatal(err)
 	}
 	e.srv.Config.Handler = e.gw

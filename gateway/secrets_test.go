@@ -233,12 +233,8 @@ func TestIntrospectionNoCredentialLogged(t *testing.T) {
 		}
 	}))
 	defer intro.Close()
-	logs := &logBuffer{}
-	e := &env{t: t, up: newUpstream(t), key: authtest.NewKey(t), logs: logs}
-	e.srv = httptest.NewUnstartedServer(nil)
-	gwURL := "http://" + e.srv.Listener.Addr().String()
-	d := newDevIssuer(t, gwURL)
-	cfg, err := config.Parse("introspect.yaml", []byte(fmt.Sprintf(`
+	e, d := newDevIssuerEnv(t, slog.LevelDebug, func(issuer, upstream, gateway string) string {
+		return fmt.Sprintf(`
 issuers:
   - issuer: %[1]s
     audiences: [%[3]s]
@@ -255,18 +251,9 @@ routes:
     path_prefix: /jwt
     upstream: %[2]s
     auth: required
-`, d.URL, e.up.URL, gwURL, intro.URL, secret)), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.clock = &fakeClock{now: time.Now()}
-	h := slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})
-	if e.gw, err = New(cfg, Options{Clock: e.clock.Now, Logger: slog.New(h)}); err != nil {
-		t.Fatal(err)
-	}
-	e.srv.Config.Handler = e.gw
-	e.srv.Start()
-	t.Cleanup(e.srv.Close)
+`, issuer, upstream, gateway, intro.URL, secret)
+	})
+	logs := e.logs
 
 	tok := d.token(t, "opaque-agent", "opaque-secret", e.key)
 	var answers strings.Builder
