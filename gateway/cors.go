@@ -91,8 +91,14 @@ func (c *corsPolicy) preflight(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// decorate adds the CORS fields of an actual (non-preflight) answer.
+// decorate sets the CORS fields of an actual (non-preflight) answer. The
+// route's policy is the gateway's to apply: the upstream's own fields (a
+// framework's permissive default, "*" with credentials) are dropped first,
+// so that they cannot widen it.
 func (c *corsPolicy) decorate(h http.Header, origin string) {
+	for _, k := range corsAnswerFields {
+		delete(h, k)
+	}
 	if ao := c.allowOrigin(origin); ao != "" {
 		h.Set("Access-Control-Allow-Origin", ao)
 		h.Set("Access-Control-Expose-Headers", c.exposeHeaders)
@@ -102,3 +108,9 @@ func (c *corsPolicy) decorate(h http.Header, origin string) {
 	}
 	h.Add("Vary", "Origin")
 }
+
+// corsAnswerFields are the CORS fields of an answer, as http.Header keys
+// them.
+var corsAnswerFields = []string{"Access-Control-Allow-Origin", "Access-Control-Allow-Credentials",
+	"Access-Control-Expose-Headers", "Access-Control-Allow-Methods", "Access-Control-Allow-Headers",
+	"Access-Control-Max-Age", "Access-Control-Allow-Private-Network"}

@@ -563,3 +563,48 @@ func TestReplayStoreFull(t *testing.T) {
 		})
 	}
 }
+
+// TestCORSUpstreamFields: on a route with a cors policy the gateway owns
+// the CORS fields of an answer. An upstream that answers every origin with
+// its own (a framework's permissive default) does not widen the policy:
+// an origin the route does not allow gets no Allow-Origin, and an allowed
+// one gets the gateway's values only.
+func TestCORSUpstreamFields(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		w.Header().Set("Access-Control-Allow-Credentials", "true")
+		w.Header().Set("Access-Control-Expose-Headers", "X-Internal-Token")
+		w.Write([]byte("{}"))
+	}))
+	defer up.Close()
+	e := newEnv(t, `
+  - name: permissive
+    path_prefix: /permissive
+    upstream: `+up.URL+`
+    auth: none
+    cors: {allow_origins: ["https://app.example.com"]}
+`)
+	for _, tc := range []struct {
+		name, origin, allow string
+	}{
+		{"fail/origin-not-allowed", "https://evil.example.com", ""},
+		{"ok/origin-allowed", "https://app.example.com", "https://app.example.com"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			res := e.do(e.req("GET", "/permissive/x", "Origin", tc.origin))
+			if res.status != 200 {
+				t.Fatalf("got %d %s", res.status, res.body)
+			}
+			h := res.header
+			if got := h.Values("Access-Control-Allow-Origin"); strings.Join(got, ",") != tc.allow {
+				t.Errorf("Access-Control-Allow-Origin %q, want %q", got, tc.allow)
+			}
+			if got := h.Get("Access-Control-Allow-Credentials"); got != "" {
+				t.Errorf("Access-Control-Allow-Credentials %q, want none (the route does not allow credentials)", got)
+			}
+			if strings.Contains(h.Get("Access-Control-Expose-Headers"), "X-Internal-Token") {
+				t.Errorf("Access-Control-Expose-Headers %q holds the upstream's", h.Get("Access-Control-Expose-Headers"))
+			}
+		})
+	}
+}
