@@ -26,9 +26,14 @@ import (
 func newTransport(timeout time.Duration) *http.Transport {
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	return &http.Transport{
-		Proxy:                 nil, // a gateway never follows HTTP_PROXY to its upstreams
-		DialContext:           dialer.DialContext,
-		ForceAttemptHTTP2:     true,
+		Proxy:             nil, // a gateway never follows HTTP_PROXY to its upstreams
+		DialContext:       dialer.DialContext,
+		ForceAttemptHTTP2: true,
+		// The client's Accept-Encoding, or none, goes upstream as sent,
+		// and the body comes back as sent: no gzip asked for and unpacked
+		// on the client's behalf (which drops Content-Length and leaves
+		// an ETag that no longer names the bytes).
+		DisableCompression:    true,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,

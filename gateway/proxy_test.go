@@ -285,3 +285,36 @@ func TestClientBodyFailure(t *testing.T) {
 		}
 	})
 }
+
+// TestNoTransparentCompression: the upstream gets the client's
+// Accept-Encoding, or none, as sent, and the client gets the upstream's
+// body as sent: Go's transport would otherwise ask the upstream for gzip
+// on its own and unpack it, dropping Content-Length and leaving an ETag
+// that no longer names the bytes (nginx and Envoy pass the field through).
+func TestNoTransparentCompression(t *testing.T) {
+	e := newEnv(t, "")
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	for _, tc := range []struct{ name, ae string }{
+		{"fail/client-asks-no-encoding", ""},
+		{"ok/client-asks-gzip", "gzip"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.req("GET", "/public/x")
+			if tc.ae != "" {
+				r.Header.Set("Accept-Encoding", tc.ae)
+			}
+			resp, err := client.Do(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var echo struct{ Header http.Header }
+			if err := json.NewDecoder(resp.Body).Decode(&echo); err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(echo.Header.Values("Accept-Encoding"), ","); got != tc.ae {
+				t.Fatalf("upstream got Accept-Encoding %q, want %q", got, tc.ae)
+			}
+		})
+	}
+}
