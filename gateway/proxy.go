@@ -199,8 +199,8 @@ func ensureSlash(p string) string {
 }
 
 // modifyResponse puts the gateway's fields on an upstream answer: the
-// rate-limit headers (replacing any the upstream sent), a fresh DPoP nonce,
-// CORS.
+// rate-limit headers, the DPoP nonce (each replacing any the upstream
+// sent), CORS.
 func (g *Gateway) modifyResponse(res *http.Response) error {
 	x := exchangeOf(res.Request.Context())
 	if x == nil {
@@ -214,6 +214,9 @@ func (g *Gateway) modifyResponse(res *http.Response) error {
 	if x.limited {
 		writeLimitHeaders(h, x.policy, x.limit, x.decision, x.start)
 	}
+	// DPoP is the gateway's: an upstream's own nonce would be signed into
+	// proofs the gateway refuses.
+	delete(h, "Dpop-Nonce")
 	if x.nonce != "" {
 		h.Set("DPoP-Nonce", x.nonce)
 	}

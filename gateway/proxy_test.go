@@ -318,3 +318,25 @@ func TestNoTransparentCompression(t *testing.T) {
 		})
 	}
 }
+
+// TestUpstreamDPoPNonce: DPoP is the gateway's (the upstream never sees a
+// proof), so an upstream's own DPoP-Nonce does not reach the client, who
+// would sign it into proofs the gateway then refuses; the gateway's own
+// nonce, when it hands one out, is the only one.
+func TestUpstreamDPoPNonce(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("DPoP-Nonce", "upstreams-own-nonce")
+		w.Write([]byte("{}"))
+	}))
+	defer up.Close()
+	e := newEnv(t, `
+  - name: noncey
+    path_prefix: /noncey
+    upstream: `+up.URL+`
+    auth: optional
+`)
+	res := e.do(e.req("GET", "/noncey/x"))
+	if got := res.header.Values("DPoP-Nonce"); res.status != 200 || len(got) != 0 {
+		t.Fatalf("got %d with DPoP-Nonce %q, want 200 and none", res.status, got)
+	}
+}
