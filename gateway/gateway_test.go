@@ -577,12 +577,7 @@ func TestCORSUpstreamFields(t *testing.T) {
 		w.Write([]byte("{}"))
 	}))
 	defer up.Close()
-	e := newEnv(t, `
-  - name: permissive
-    path_prefix: /permissive
-    upstream: `+up.URL+`
-    auth: none
-    cors: {allow_origins: ["https://app.example.com"]}
+	e := newEnv(t, routeTo("permissive", up.URL, "none")+`    cors: {allow_origins: ["https://app.example.com"]}
 `)
 	for _, tc := range []struct {
 		name, origin, allow string

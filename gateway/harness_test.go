@@ -205,6 +205,12 @@ routes:
     auth: none
 `
 
+// routeTo is one more route for newEnv's extra: /name and below, to
+// upstream, with auth (none, optional or required).
+func routeTo(name, upstream, auth string) string {
+	return fmt.Sprintf("\n  - name: %[1]s\n    path_prefix: /%[1]s\n    upstream: %[2]s\n    auth: %[3]s\n", name, upstream, auth)
+}
+
 // newEnv starts a gateway on baseConfig followed by extra (more routes, or
 // other top-level sections), with the default auth_failures budget of 100/m.
 func newEnv(t testing.TB, extra string) *env {

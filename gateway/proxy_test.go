@@ -129,12 +129,7 @@ func TestProxyErrorsInTheLog(t *testing.T) {
 		conn.Close()
 	}))
 	defer cut.Close()
-	e := newEnv(t, `
-  - name: cut
-    path_prefix: /cut
-    upstream: `+cut.URL+`
-    auth: none
-`)
+	e := newEnv(t, routeTo("cut", cut.URL, "none"))
 	// The client sees the cut too, before or after the headers.
 	if resp, err := e.srv.Client().Get(e.srv.URL + "/cut/x"); err == nil {
 		io.ReadAll(resp.Body)
@@ -170,12 +165,7 @@ func TestEarlyHints(t *testing.T) {
 		fmt.Fprint(w, "final")
 	}))
 	defer hints.Close()
-	e := newEnv(t, `
-  - name: hints
-    path_prefix: /hints
-    upstream: `+hints.URL+`
-    auth: none
-`)
+	e := newEnv(t, routeTo("hints", hints.URL, "none"))
 	var early []string
 	r := e.req("GET", "/hints/x")
 	r = r.WithContext(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
@@ -218,12 +208,7 @@ func TestClientBodyFailure(t *testing.T) {
 	}))
 	defer up.Close()
 	logs := &logBuffer{}
-	e := startEnv(t, "  auth_failures: {rate: 100/m}", `
-  - name: upload
-    path_prefix: /upload
-    upstream: `+up.URL+`
-    auth: none
-`, logs)
+	e := startEnv(t, "  auth_failures: {rate: 100/m}", routeTo("upload", up.URL, "none"), logs)
 	logText := logs.String
 	// A second listener on the same gateway, with a short read_timeout.
 	slow := httptest.NewUnstartedServer(e.gw)
@@ -329,12 +314,7 @@ func TestUpstreamDPoPNonce(t *testing.T) {
 		w.Write([]byte("{}"))
 	}))
 	defer up.Close()
-	e := newEnv(t, `
-  - name: noncey
-    path_prefix: /noncey
-    upstream: `+up.URL+`
-    auth: optional
-`)
+	e := newEnv(t, routeTo("noncey", up.URL, "optional"))
 	res := e.do(e.req("GET", "/noncey/x"))
 	if got := res.header.Values("DPoP-Nonce"); res.status != 200 || len(got) != 0 {
 		t.Fatalf("got %d with DPoP-Nonce %q, want 200 and none", res.status, got)
