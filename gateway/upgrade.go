@@ -3,9 +3,10 @@ package gateway
 import (
 	"context"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // upgrades are the upgraded connections (WebSockets) the gateway is
@@ -28,7 +29,7 @@ func newUpgrades() *upgrades {
 // period is over (the reverse proxy then closes both connections); done
 // must be called when it is over.
 func (u *upgrades) track(r *http.Request) (_ *http.Request, done func()) {
-	if r.Header.Get("Upgrade") == "" || !connectionHasToken(r.Header, "upgrade") {
+	if r.Header.Get("Upgrade") == "" || !httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") {
 		return r, func() {}
 	}
 	u.n.Add(1)
@@ -39,19 +40,6 @@ func (u *upgrades) track(r *http.Request) (_ *http.Request, done func()) {
 		cancel()
 		u.n.Add(-1)
 	}
-}
-
-// connectionHasToken reports whether a Connection field lists token (in
-// lower case).
-func connectionHasToken(h http.Header, token string) bool {
-	for _, v := range h.Values("Connection") {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // WaitUpgrades is the drain of upgraded connections (WebSockets), which
