@@ -232,8 +232,9 @@ func (rb *redisBatch) send(ctx context.Context, batch []*redisOp) {
 	}
 	p.Exec(ctx) // each command carries its own outcome, read below
 	var errs []error
-	for _, pd := range sent {
-		var r redisResult
+	results := make([]redisResult, len(sent))
+	for i, pd := range sent {
+		r := &results[i]
 		if pd.claimed != nil {
 			r.claimErr = pd.claimed()
 			errs = append(errs, failure(r.claimErr))
@@ -242,10 +243,14 @@ func (rb *redisBatch) send(ctx context.Context, batch []*redisOp) {
 			r.decision, r.limitErr = pd.decided()
 			errs = append(errs, r.limitErr)
 		}
-		pd.op.out <- r
 	}
+	// Counted before anyone hears the outcome, so that /metrics read
+	// after an answer counts the round trip behind it.
 	rb.b.metrics.observeRedis(opBatch(sent[0].claimed != nil, sent[0].decided != nil), time.Since(start), errors.Join(errs...))
 	rb.b.metrics.redisBatch.Observe(float64(len(sent)))
+	for i, pd := range sent {
+		pd.op.out <- results[i]
+	}
 }
 
 // opBatch labels a batch by its first operation's kind.
@@ -278,7 +283,7 @@ func (rb *redisBatch) sendOne(ctx context.Context, op *redisOp, start time.Time)
 		r.decision, r.limitErr = rb.b.limits.AllowN(ctx, op.bucketKey, op.limit, op.n)
 		err = r.limitErr
 	}
-	op.out <- r
 	rb.b.metrics.observeRedis(opBatch(op.claimKey != "", op.bucketKey != ""), time.Since(start), err)
 	rb.b.metrics.redisBatch.Observe(1)
+	op.out <- r
 }
