@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -99,32 +98,35 @@ func (r *Redis) AllowNIn(ctx context.Context, p redis.Pipeliner, key string, l L
 	}
 }
 
-// scriptArgs are the KEYS and ARGV of redis.lua.
+// scriptArgs are the KEYS and ARGV of redis.lua: the bucket's key, and
+// the rate, burst and n packed as three little-endian float64s (the
+// burst is at most 999999999999999 and n is compared with it, so the
+// floats say what the ints do).
 func (r *Redis) scriptArgs(key string, l Limit, n int) ([]string, []any) {
-	return []string{r.prefix + "bucket:{" + key + "}"},
-		[]any{strconv.FormatFloat(l.PerSecond(), 'g', -1, 64), l.Capacity(), n}
+	var packed [24]byte
+	binary.LittleEndian.PutUint64(packed[0:], math.Float64bits(l.PerSecond()))
+	binary.LittleEndian.PutUint64(packed[8:], math.Float64bits(float64(l.Capacity())))
+	binary.LittleEndian.PutUint64(packed[16:], math.Float64bits(float64(n)))
+	return []string{r.prefix + "bucket:{" + key + "}"}, []any{string(packed[:])}
 }
 
-// decision reads the script's reply, {allowed, tokens}, checking its every
-// part, and turns it into the Decision.
+// decision reads the script's reply, allowed and tokens as two
+// little-endian float64s, checking its every part, and turns it into the
+// Decision.
 func decision(l Limit, n int, cmd *redis.Cmd) (Decision, error) {
 	v, err := cmd.Result()
 	if err != nil {
 		return Decision{}, fmt.Errorf("ratelimit: redis: %w", err)
 	}
-	reply, ok := v.([]any)
-	if !ok || len(reply) != 2 {
-		return Decision{}, fmt.Errorf("ratelimit: redis: unexpected reply of type %T, want a pair", v)
+	reply, ok := v.(string)
+	if !ok || len(reply) != 16 {
+		return Decision{}, fmt.Errorf("ratelimit: redis: unexpected reply of type %T, want 16 bytes", v)
 	}
-	allowed, ok := reply[0].(int64)
-	if !ok || (allowed != 0 && allowed != 1) {
-		return Decision{}, fmt.Errorf("ratelimit: redis: unexpected allowed of type %T, want 0 or 1", reply[0])
+	allowed := math.Float64frombits(binary.LittleEndian.Uint64([]byte(reply[:8])))
+	if allowed != 0 && allowed != 1 {
+		return Decision{}, fmt.Errorf("ratelimit: redis: unexpected allowed %v, want 0 or 1", allowed)
 	}
-	s, ok := reply[1].(string)
-	if !ok || len(s) != 8 {
-		return Decision{}, fmt.Errorf("ratelimit: redis: unexpected tokens of type %T, want 8 bytes", reply[1])
-	}
-	tokens := math.Float64frombits(binary.LittleEndian.Uint64([]byte(s)))
+	tokens := math.Float64frombits(binary.LittleEndian.Uint64([]byte(reply[8:])))
 	// The script caps tokens at the burst, and a take overdraws by less
 	// than a nanosecond's refill (rate.Limiter grants a wait under 1ns).
 	if math.IsNaN(tokens) || tokens < -max(1, l.PerSecond()/1e9) || tokens > float64(l.Capacity()) {

@@ -205,6 +205,39 @@ func TestRedisBucketStorage(t *testing.T) {
 	}
 }
 
+// TestRedisBucketExpiry: a bucket expires when it would be full again,
+// to the millisecond, whichever way the script writes the number: as a C
+// long (under 2^31 ms), as a float past it, and at the cap of 10^15 ms.
+func TestRedisBucketExpiry(t *testing.T) {
+	_, c := newRedisClient(t)
+	ctx := t.Context()
+	r := NewRedis(c, "dg:")
+	const day = 24 * time.Hour
+	for _, tt := range []struct {
+		name   string
+		l      Limit
+		n      int
+		wantMs int64
+	}{
+		{"3 of 60/m", perMinute60, 3, 3_000},
+		{"2^31-1 ms", Limit{Count: 1, Period: (1<<31 - 1) * time.Millisecond, Burst: 2}, 1, 1<<31 - 1},
+		{"2^31 ms", Limit{Count: 1, Period: (1 << 31) * time.Millisecond, Burst: 2}, 1, 1 << 31},
+		{"30 days", Limit{Count: 1, Period: 30 * day, Burst: 3}, 2, 60 * 86_400_000},
+		{"capped at 10^15 ms", Limit{Count: 1, Period: 290 * 365 * day, Burst: 1000}, 1000, 1e15},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if d, err := r.AllowN(ctx, tt.name, tt.l, tt.n); err != nil || !d.Allowed {
+				t.Fatalf("take %d: got %+v, %v, want allowed", tt.n, d, err)
+			}
+			// PTTL in ms as Redis says it: 10^15 ms overflows a Duration.
+			ms, err := c.Do(ctx, "pttl", "dg:bucket:{"+tt.name+"}").Int64()
+			if err != nil || ms > tt.wantMs || ms < tt.wantMs-2_000 {
+				t.Errorf("PTTL: got %d ms, %v, want just under %d", ms, err, tt.wantMs)
+			}
+		})
+	}
+}
+
 // TestRedisOneScriptCall: a decision is one EVALSHA, and nothing else.
 func TestRedisOneScriptCall(t *testing.T) {
 	_, c := newRedisClient(t)
@@ -306,16 +339,17 @@ func TestRedisErrors(t *testing.T) {
 		name  string
 		reply any
 	}{
-		{"fail/not a list", "OK"},
-		{"fail/short list", []any{int64(1)}},
-		{"fail/allowed not an integer", []any{"1", "3"}},
-		{"fail/allowed out of range", []any{int64(2), "3"}},
-		{"fail/tokens not a string", []any{int64(1), int64(3)}},
-		{"fail/tokens not 8 bytes", []any{int64(1), "lots"}},
-		{"fail/tokens over the burst", []any{int64(1), packed(11)}},
-		{"fail/tokens far below zero", []any{int64(1), packed(-2)}},
-		{"fail/tokens NaN", []any{int64(1), packed(math.NaN())}},
-		{"fail/tokens infinite", []any{int64(1), packed(math.Inf(-1))}},
+		{"fail/not a string", []any{int64(1), packed(3)}},
+		{"fail/an integer", int64(1)},
+		{"fail/short", packed(1) + "xyz"},
+		{"fail/long", reply(1, 3) + "x"},
+		{"fail/allowed out of range", reply(2, 3)},
+		{"fail/allowed not whole", reply(0.5, 3)},
+		{"fail/allowed NaN", reply(math.NaN(), 3)},
+		{"fail/tokens over the burst", reply(1, 11)},
+		{"fail/tokens far below zero", reply(1, -2)},
+		{"fail/tokens NaN", reply(1, math.NaN())},
+		{"fail/tokens infinite", reply(1, math.Inf(-1))},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cmd := redis.NewCmd(ctx)
@@ -329,7 +363,7 @@ func TestRedisErrors(t *testing.T) {
 	// limit of more than 10^9 a second is more than a token.
 	fast := Limit{Count: 5_000_000_000, Period: time.Second, Burst: 100}
 	cmd := redis.NewCmd(ctx)
-	cmd.SetVal([]any{int64(1), packed(-4)})
+	cmd.SetVal(reply(1, -4))
 	if d, err := decision(fast, 4, cmd); err != nil || !d.Allowed || d.Remaining != 0 {
 		t.Errorf("a take overdrawn by 4 at 5e9/s: got %+v, %v, want allowed, 0 remaining", d, err)
 	}
@@ -341,7 +375,12 @@ func TestRedisErrors(t *testing.T) {
 	}
 }
 
-// packed is a float64 as the script returns it.
+// packed is a float64 as the script packs it.
 func packed(f float64) string {
 	return string(binary.LittleEndian.AppendUint64(nil, math.Float64bits(f)))
+}
+
+// reply is the script's reply: allowed and tokens, packed.
+func reply(allowed, tokens float64) string {
+	return packed(allowed) + packed(tokens)
 }

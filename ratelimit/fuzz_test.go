@@ -1,0 +1,39 @@
+package ratelimit
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// FuzzDecision: whatever bytes come back where the script's reply belongs
+// (another program's key, a proxy in the way, a server of another
+// version), decision returns an error or a Decision within the Limit's
+// bounds, and never panics.
+func FuzzDecision(f *testing.F) {
+	f.Add(reply(1, 3), int64(1))
+	f.Add(reply(0, -0.5), int64(0))
+	f.Add(reply(1, math.Inf(1)), int64(1))
+	f.Add("short", int64(1))
+	f.Add(reply(1, 3)+"x", int64(2))
+	fast := Limit{Count: 5_000_000_000, Period: time.Second, Burst: 100}
+	f.Fuzz(func(t *testing.T, b string, n int64) {
+		for _, l := range []Limit{perHour10, fast} {
+			cmd := redis.NewCmd(t.Context())
+			cmd.SetVal(b)
+			before := time.Now()
+			d, err := decision(l, int(n), cmd)
+			if err != nil {
+				continue
+			}
+			if d.Remaining < 0 || d.Remaining > l.Capacity() || d.Limit != l.Count {
+				t.Fatalf("reply %x: got %+v, out of %+v's bounds", b, d, l)
+			}
+			if d.Reset.Before(before) || d.RetryAfter < 0 || (d.Allowed && d.RetryAfter != 0) {
+				t.Fatalf("reply %x: got %+v, want Reset from now on and RetryAfter only when denied", b, d)
+			}
+		}
+	})
+}
