@@ -15,11 +15,12 @@
 --
 -- Every number that crosses the script's edge is packed, and no number is
 -- turned into text but the expiry (PX must be), as an integer: on Redis
--- 7.0 each text-to-number (strtod) and "%.17g" conversion, and a table
--- reply, cost more than the arithmetic. Against the script that took its
--- arguments as text, turned TIME's strings into numbers with tonumber and
--- replied {allowed, tokens}, this one runs in 26% fewer instructions on
--- Redis 7.0.15 (callgrind, 51k against 69k a call).
+-- 7.0 each text-to-number (strtod) and "%.17g" conversion, a table reply,
+-- and each call of a C function (math.min) cost more than the arithmetic.
+-- Against the script that took its arguments as text, turned TIME's
+-- strings into numbers with tonumber and replied {allowed, tokens}, this
+-- one runs in 24% fewer instructions on Redis 7.0.15 (callgrind, 49.7k
+-- against 65.6k a granted take; TIME, GET and SET alone take 39.8k).
 --
 -- A bucket that has refilled to full is the same as a missing one: a new,
 -- full bucket at the Limit passed. A bucket is written only when it
@@ -46,7 +47,7 @@ if state then
 	if tokens >= b then
 		tokens = burst -- full: as good as new
 	else
-		tokens = math.min(tokens, burst)
+		if tokens > burst then tokens = burst end
 		changed = r ~= rate or b ~= burst
 	end
 end
@@ -74,7 +75,8 @@ if changed then
 		-- years) so that it is written as an integer. "%d" is the cheap
 		-- way, but Lua 5.1 casts its number to a C long, which has 32 bits
 		-- on some builds (Windows, 32-bit ones): past that, "%.0f".
-		local ms = math.min(1e15, math.max(1, math.ceil((burst - tokens) / rate * 1000)))
+		local ms = math.ceil((burst - tokens) / rate * 1000)
+		if ms < 1 then ms = 1 elseif ms > 1e15 then ms = 1e15 end
 		redis.call("SET", key, struct.pack("<dddd", tokens, now, rate, burst),
 			"PX", string.format(ms < 2147483648 and "%d" or "%.0f", ms))
 	end
