@@ -54,7 +54,9 @@ func newTestBackends(tb testing.TB, addr string, timeout time.Duration) *redisBa
 // for each SET (the bare one, and the claim's) and each script run, from
 // INFO commandstats. empty-script is the floor of any Lua decision: EVALSHA of a
 // script that only returns, what Redis's scripting costs before the
-// script does anything. Run it with:
+// script does anything. time-get-set-script is the floor of any token
+// bucket on Redis's clock: a script that runs TIME, GET and SET ... PX on
+// one key with constant values and does no arithmetic. Run it with:
 //
 //	go test -run '^$' -bench RedisRoundTrip -count 5 ./gateway/
 func BenchmarkRedisRoundTrip(b *testing.B) {
@@ -70,8 +72,12 @@ func BenchmarkRedisRoundTrip(b *testing.B) {
 		b.Fatal(err)
 	}
 	empty := redis.NewScript("return 1")
-	if err := empty.Run(ctx, be.client, nil).Err(); err != nil { // loads it
-		b.Fatal(err)
+	floor := redis.NewScript(`redis.call("TIME") redis.call("GET", KEYS[1]) ` +
+		`redis.call("SET", KEYS[1], "0123456789abcdef0123456789abcdef", "PX", "60000") return 1`)
+	for _, s := range []*redis.Script{empty, floor} {
+		if err := s.Load(ctx, be.client).Err(); err != nil {
+			b.Fatal(err)
+		}
 	}
 	run := 0
 	for _, op := range []struct {
@@ -83,6 +89,9 @@ func BenchmarkRedisRoundTrip(b *testing.B) {
 		}},
 		{"empty-script", func(key string) error {
 			return empty.EvalSha(ctx, be.client, []string{key}).Err()
+		}},
+		{"time-get-set-script", func(key string) error {
+			return floor.EvalSha(ctx, be.client, []string{"floor"}).Err()
 		}},
 		{"claim", func(key string) error {
 			return be.Claim(ctx, key, time.Minute)
