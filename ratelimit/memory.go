@@ -196,6 +196,33 @@ func (m *Memory) AllowN(_ context.Context, key string, l Limit, n int) (Decision
 	return d, nil
 }
 
+// AllowCapped takes one token from the bucket key under l and one from the
+// bucket capKey under capL, as Capped describes: a look at the cap, then
+// the bucket, then the cap, each step only if the one before granted. Each
+// step is atomic, the three together are not: a concurrent call can take
+// the cap's last token between the look and the take, and then the bucket
+// has given its token to a call the cap refuses (Redis runs the three as
+// one). It never returns an error.
+func (m *Memory) AllowCapped(ctx context.Context, key string, l Limit, capKey string, capL Limit) (Capped, error) {
+	return allowCapped(ctx, m.AllowN, key, l, capKey, capL)
+}
+
+// allowCapped is AllowCapped done with three calls of allow, each of them
+// atomic, the three together not.
+func allowCapped(ctx context.Context, allow func(context.Context, string, Limit, int) (Decision, error),
+	key string, l Limit, capKey string, capL Limit) (Capped, error) {
+	var c Capped
+	var err error
+	if c.Cap, err = allow(ctx, capKey, capL, 0); err != nil || !c.Cap.Allowed {
+		return c, err
+	}
+	if c.Bucket, err = allow(ctx, key, l, 1); err != nil || !c.Bucket.Allowed {
+		return c, err
+	}
+	c.Cap, err = allow(ctx, capKey, capL, 1)
+	return c, err
+}
+
 // Len reports how many buckets m holds, full ones not yet dropped included.
 // It is safe for concurrent use.
 func (m *Memory) Len() int {

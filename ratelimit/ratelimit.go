@@ -49,3 +49,14 @@ type Decision struct {
 	Reset      time.Time     // when the bucket will be full again
 	RetryAfter time.Duration // how long until one token is available; 0 when Allowed
 }
+
+// Capped is the outcome of a call that takes a token from a bucket under a
+// cap, a second bucket that every call under it draws on as well (the
+// gateway's anonymous_ip_cap, across a client's routes). The cap is looked
+// at first: when it refuses, Cap says so and Bucket is the zero Decision,
+// the bucket untouched. Otherwise Bucket is the bucket's Decision, and Cap
+// the cap's: a look (as AllowN with n 0 takes) when the bucket refused, the
+// take when it granted. The call is granted when both are Allowed.
+type Capped struct {
+	Bucket, Cap Decision
+}

@@ -98,6 +98,49 @@ func (r *Redis) AllowNIn(ctx context.Context, p redis.Pipeliner, key string, l L
 	}
 }
 
+// AllowCapped takes one token from the bucket key under l and one from the
+// bucket capKey under capL, as Capped describes, with one round trip to
+// Redis: one script runs the look at the cap, the take from the bucket and
+// the take from the cap, atomically, so that no other call comes between
+// them. Errors are as AllowN's. The cap is the bucket capKey as AllowN
+// names it; the bucket is kept under a name of its own that is hashed on
+// capKey (<prefix>bucket:{<capKey>}<key>), so that a Cluster keeps both in
+// one slot: a bucket used under a cap is not the one AllowN(key) uses.
+// With an unlimited l or capL, the steps are AllowN calls on key and
+// capKey, a round trip each for a limited one.
+func (r *Redis) AllowCapped(ctx context.Context, key string, l Limit, capKey string, capL Limit) (Capped, error) {
+	if l.Unlimited() || capL.Unlimited() {
+		return allowCapped(ctx, r.AllowN, key, l, capKey, capL)
+	}
+	keys, args := r.cappedArgs(key, l, capKey, capL)
+	return capped(l, capL, bucketScript.Run(ctx, r.c, keys, args...))
+}
+
+// AllowCappedIn queues on p the decision AllowCapped takes, as AllowNIn
+// does. l and capL must not be unlimited.
+func (r *Redis) AllowCappedIn(ctx context.Context, p redis.Pipeliner, key string, l Limit, capKey string, capL Limit) (result func() (Capped, error)) {
+	keys, args := r.cappedArgs(key, l, capKey, capL)
+	cmd := bucketScript.EvalSha(ctx, p, keys, args...)
+	return func() (Capped, error) {
+		if err := cmd.Err(); errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT") {
+			cmd = bucketScript.Eval(ctx, r.c, keys, args...)
+		}
+		return capped(l, capL, cmd)
+	}
+}
+
+// cappedArgs are the KEYS and ARGV of redis.lua for a bucket under a cap.
+func (r *Redis) cappedArgs(key string, l Limit, capKey string, capL Limit) ([]string, []any) {
+	capName := r.prefix + "bucket:{" + capKey + "}"
+	var packed [24 + 16]byte
+	binary.LittleEndian.PutUint64(packed[0:], math.Float64bits(l.PerSecond()))
+	binary.LittleEndian.PutUint64(packed[8:], math.Float64bits(float64(l.Capacity())))
+	binary.LittleEndian.PutUint64(packed[16:], math.Float64bits(1))
+	binary.LittleEndian.PutUint64(packed[24:], math.Float64bits(capL.PerSecond()))
+	binary.LittleEndian.PutUint64(packed[32:], math.Float64bits(float64(capL.Capacity())))
+	return []string{capName + key, capName}, []any{string(packed[:24]), string(packed[24:])}
+}
+
 // scriptArgs are the KEYS and ARGV of redis.lua: the bucket's key, and
 // the rate, burst and n packed as three little-endian float64s (the
 // burst is at most 999999999999999 and n is compared with it, so the
@@ -110,23 +153,61 @@ func (r *Redis) scriptArgs(key string, l Limit, n int) ([]string, []any) {
 	return []string{r.prefix + "bucket:{" + key + "}"}, []any{string(packed[:])}
 }
 
-// decision reads the script's reply, allowed and tokens as two
-// little-endian float64s, checking its every part, and turns it into the
-// Decision.
+// decision reads the script's reply for one bucket, allowed and tokens as
+// two little-endian float64s, checking its every part, and turns it into
+// the Decision.
 func decision(l Limit, n int, cmd *redis.Cmd) (Decision, error) {
+	reply, err := packedReply(cmd, 16)
+	if err != nil {
+		return Decision{}, err
+	}
+	return replyDecision(l, n, reply)
+}
+
+// capped reads the script's reply for a bucket under a cap, the bucket's
+// allowed and tokens and then the cap's, as four little-endian float64s,
+// and turns it into the Capped. Both allowed 0 means the cap refused at
+// the look, and the bucket was left alone.
+func capped(l, capL Limit, cmd *redis.Cmd) (Capped, error) {
+	reply, err := packedReply(cmd, 32)
+	if err != nil {
+		return Capped{}, err
+	}
+	var c Capped
+	if c.Cap, err = replyDecision(capL, 0, reply[16:]); err != nil || !c.Cap.Allowed && reply[:8] == notAllowed {
+		return c, err
+	}
+	if c.Bucket, err = replyDecision(l, 1, reply[:16]); err != nil || !c.Bucket.Allowed {
+		return c, err
+	}
+	c.Cap, err = replyDecision(capL, 1, reply[16:]) // the take, not the look
+	return c, err
+}
+
+// notAllowed is a packed 0, what the script replies for allowed 0.
+var notAllowed = string(binary.LittleEndian.AppendUint64(nil, math.Float64bits(0)))
+
+// packedReply is the script's reply, a string of size bytes.
+func packedReply(cmd *redis.Cmd, size int) (string, error) {
 	v, err := cmd.Result()
 	if err != nil {
-		return Decision{}, fmt.Errorf("ratelimit: redis: %w", err)
+		return "", fmt.Errorf("ratelimit: redis: %w", err)
 	}
 	reply, ok := v.(string)
-	if !ok || len(reply) != 16 {
-		return Decision{}, fmt.Errorf("ratelimit: redis: unexpected reply of type %T, want 16 bytes", v)
+	if !ok || len(reply) != size {
+		return "", fmt.Errorf("ratelimit: redis: unexpected reply of type %T, want %d bytes", v, size)
 	}
+	return reply, nil
+}
+
+// replyDecision turns one bucket's allowed and tokens, two little-endian
+// float64s, into the Decision for a take of n under l, checking each.
+func replyDecision(l Limit, n int, reply string) (Decision, error) {
 	allowed := math.Float64frombits(binary.LittleEndian.Uint64([]byte(reply[:8])))
 	if allowed != 0 && allowed != 1 {
 		return Decision{}, fmt.Errorf("ratelimit: redis: unexpected allowed %v, want 0 or 1", allowed)
 	}
-	tokens := math.Float64frombits(binary.LittleEndian.Uint64([]byte(reply[8:])))
+	tokens := math.Float64frombits(binary.LittleEndian.Uint64([]byte(reply[8:16])))
 	// The script caps tokens at the burst, and a take overdraws by less
 	// than a nanosecond's refill (rate.Limiter grants a wait under 1ns).
 	if math.IsNaN(tokens) || tokens < -max(1, l.PerSecond()/1e9) || tokens > float64(l.Capacity()) {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -235,6 +236,47 @@ func TestRedisBucketExpiry(t *testing.T) {
 				t.Errorf("PTTL: got %d ms, %v, want just under %d", ms, err, tt.wantMs)
 			}
 		})
+	}
+}
+
+// TestRedisCappedAtomic: under a cap, the look at the cap, the bucket's
+// take and the cap's run as one, so that no call takes a bucket's token
+// and is then refused by the cap (as Memory's three steps can be, when
+// calls race), and both buckets sit in one Cluster slot under one hash tag.
+func TestRedisCappedAtomic(t *testing.T) {
+	_, c := newRedisClient(t)
+	ctx := t.Context()
+	r := NewRedis(c, "dg:")
+	var wg sync.WaitGroup
+	var granted, refusedByCap atomic.Int64
+	for range 64 {
+		wg.Go(func() {
+			got, err := r.AllowCapped(ctx, "b", burst100, "cap", perHour10)
+			switch {
+			case err != nil:
+				t.Error(err)
+			case got.Bucket.Allowed && got.Cap.Allowed:
+				granted.Add(1)
+			case got.Bucket.Allowed:
+				t.Errorf("a bucket's token taken for a call the cap refused: %+v", got)
+			default:
+				refusedByCap.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if granted.Load() != 10 || refusedByCap.Load() != 54 {
+		t.Errorf("got %d granted and %d refused by the cap, want 10 and 54", granted.Load(), refusedByCap.Load())
+	}
+	state, err := c.Get(ctx, "dg:bucket:{cap}b").Result()
+	if err != nil || len(state) != 32 {
+		t.Fatalf("the bucket under its cap's hash tag: got %q, %v, want 32 bytes", state, err)
+	}
+	if tokens := math.Float64frombits(binary.LittleEndian.Uint64([]byte(state))); math.Floor(tokens) != 90 {
+		t.Errorf("the bucket's tokens: got %v, want 90 (100 less the 10 granted)", tokens)
+	}
+	if n, err := c.Exists(ctx, "dg:bucket:{cap}").Result(); err != nil || n != 1 {
+		t.Errorf("the cap: got %d, %v, want it stored", n, err)
 	}
 }
 

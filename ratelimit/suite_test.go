@@ -8,10 +8,11 @@ import (
 	"time"
 )
 
-// limiter is what the conformance suite exercises: the method every backend
-// shares.
+// limiter is what the conformance suite exercises: the methods every
+// backend shares.
 type limiter interface {
 	AllowN(ctx context.Context, key string, l Limit, n int) (Decision, error)
+	AllowCapped(ctx context.Context, key string, l Limit, capKey string, capL Limit) (Capped, error)
 }
 
 // harness is one backend under test as the conformance suite sees it.
@@ -210,6 +211,8 @@ func testLimiter(t *testing.T, newHarness func(t *testing.T) harness) {
 		})
 	}
 
+	testCapped(t, newHarness)
+
 	t.Run("ok/64 goroutines racing on one key get exactly the burst", func(t *testing.T) {
 		h := newHarness(t)
 		const goroutines = 64
@@ -282,4 +285,125 @@ func checkDecision(t *testing.T, what string, h harness, now time.Time, got, wan
 	if d := got.RetryAfter - want.RetryAfter; d < -h.slack || d > h.slack {
 		t.Errorf("%s: RetryAfter: got %v, want %v", what, got.RetryAfter, want.RetryAfter)
 	}
+}
+
+// testCapped is the part of the suite on AllowCapped: a look at the cap,
+// then the bucket, then the cap, and a refusal takes nothing.
+func testCapped(t *testing.T, newHarness func(t *testing.T) harness) {
+	// want is what a step's Capped must show: allowed and remaining of
+	// each half (a Bucket of zero Limit: the zero Decision).
+	type want struct {
+		bucketAllowed bool
+		bucketLeft    int
+		capAllowed    bool
+		capLeft       int
+	}
+	check := func(t *testing.T, what string, got Capped, l, capL Limit, w want) {
+		t.Helper()
+		if w.bucketLeft < 0 {
+			if got.Bucket != (Decision{}) {
+				t.Errorf("%s: Bucket: got %+v, want the zero Decision (untouched)", what, got.Bucket)
+			}
+		} else if got.Bucket.Allowed != w.bucketAllowed || got.Bucket.Remaining != w.bucketLeft || got.Bucket.Limit != l.Count {
+			t.Errorf("%s: Bucket: got %+v, want allowed %v with %d left of %d", what, got.Bucket, w.bucketAllowed, w.bucketLeft, l.Count)
+		}
+		if got.Cap.Allowed != w.capAllowed || got.Cap.Remaining != w.capLeft || got.Cap.Limit != capL.Count {
+			t.Errorf("%s: Cap: got %+v, want allowed %v with %d left of %d", what, got.Cap, w.capAllowed, w.capLeft, capL.Count)
+		}
+	}
+
+	t.Run("fail/capped: a call the cap refuses takes nothing from the bucket", func(t *testing.T) {
+		h := newHarness(t)
+		k := time.Duration(max(h.scale, 1))
+		capL := fast // 1 token every 20ms, 2 at most
+		capL.Period *= k
+		steps := []want{{true, 9, true, 1}, {true, 8, true, 0}, {false, -1, false, 0}}
+		var got Capped
+		for i, w := range steps {
+			var err error
+			if got, err = h.limiter.AllowCapped(t.Context(), "b", perHour10, "cap", capL); err != nil {
+				t.Fatal(err)
+			}
+			check(t, fmt.Sprintf("call %d", i), got, perHour10, capL, w)
+		}
+		if got.Cap.RetryAfter <= 0 || got.Cap.RetryAfter > 20*time.Millisecond*k+h.slack {
+			t.Errorf("the cap's RetryAfter: got %v, want at most %v", got.Cap.RetryAfter, 20*time.Millisecond*k)
+		}
+		h.advance(got.Cap.RetryAfter)
+		got, err := h.limiter.AllowCapped(t.Context(), "b", perHour10, "cap", capL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, "once the cap refilled", got, perHour10, capL, want{true, 7, true, 0})
+	})
+
+	t.Run("fail/capped: a call the bucket refuses takes nothing from the cap", func(t *testing.T) {
+		h := newHarness(t)
+		one := Limit{Count: 1, Period: time.Hour}
+		for i, w := range []want{{true, 0, true, 9}, {false, 0, true, 9}, {false, 0, true, 9}} {
+			got, err := h.limiter.AllowCapped(t.Context(), "b", one, "cap", perHour10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, fmt.Sprintf("call %d", i), got, one, perHour10, w)
+			if i > 0 && (got.Bucket.RetryAfter < hourStep*10-h.slack || got.Bucket.RetryAfter > hourStep*10) {
+				t.Errorf("call %d: the bucket's RetryAfter: got %v, want an hour", i, got.Bucket.RetryAfter)
+			}
+		}
+		// Another bucket under the same cap: its take is the cap's second.
+		got, err := h.limiter.AllowCapped(t.Context(), "other", one, "cap", perHour10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, "another bucket", got, one, perHour10, want{true, 0, true, 8})
+	})
+
+	t.Run("ok/capped: the cap spans buckets, each bucket its own", func(t *testing.T) {
+		h := newHarness(t)
+		capL := Limit{Count: 3, Period: time.Hour}
+		for i, w := range []want{{true, 9, true, 2}, {true, 4, true, 1}, {true, 8, true, 0}, {false, -1, false, 0}, {false, -1, false, 0}} {
+			key, l := "a", perHour10
+			if i%2 == 1 {
+				key, l = "b", perHour5
+			}
+			got, err := h.limiter.AllowCapped(t.Context(), key, l, "cap", capL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, fmt.Sprintf("call %d (%s)", i, key), got, l, capL, w)
+		}
+	})
+
+	t.Run("ok/capped: 64 goroutines under a cap of 10 are granted exactly 10", func(t *testing.T) {
+		h := newHarness(t)
+		var (
+			wg      sync.WaitGroup
+			mu      sync.Mutex
+			granted int
+			errs    []error
+		)
+		start := make(chan struct{})
+		for i := range 64 {
+			wg.Go(func() {
+				<-start
+				c, err := h.limiter.AllowCapped(t.Context(), fmt.Sprint("b", i%4), burst100, "cap", perHour10)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					errs = append(errs, err)
+				}
+				if c.Bucket.Allowed && c.Cap.Allowed {
+					granted++
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if len(errs) > 0 {
+			t.Fatalf("AllowCapped errors: %v", errs)
+		}
+		if granted != 10 {
+			t.Errorf("granted: got %d, want 10", granted)
+		}
+	})
 }
