@@ -157,6 +157,17 @@ func (b *redisBackends) AllowN(ctx context.Context, key string, l ratelimit.Limi
 	return r.decision, nil
 }
 
+// AllowCapped is ratelimit.Redis.AllowCapped within redis.timeout, batched
+// with the other requests' Redis work, and, when Redis fails,
+// rate_limits.on_error.
+func (b *redisBackends) AllowCapped(ctx context.Context, key string, l ratelimit.Limit, capKey string, capL ratelimit.Limit) (ratelimit.Capped, error) {
+	r := b.batch.do(ctx, &redisOp{bucketKey: key, limit: l, n: 1, capKey: capKey, capLimit: capL})
+	if r.limitErr != nil {
+		return b.fallbackCapped(ctx, key, l, capKey, capL, r.limitErr)
+	}
+	return r.capped, nil
+}
+
 // failure is err unless it is an answer rather than a failure (a replayed
 // proof).
 func failure(err error) error {
@@ -191,6 +202,24 @@ func (b *redisBackends) claimAllowN(ctx context.Context, claimKey string, ttl ti
 // rate_limits.on_error says: this replica's own bucket (local), no
 // decision at all (fail_open: errNotLimited), or the error (fail_closed).
 func (b *redisBackends) fallback(ctx context.Context, key string, l ratelimit.Limit, n int, err error) (ratelimit.Decision, error) {
+	if err := b.degrade(err); err != nil {
+		return ratelimit.Decision{}, err
+	}
+	return b.local.AllowN(ctx, key, l, n)
+}
+
+// fallbackCapped is fallback for a decision under a cap.
+func (b *redisBackends) fallbackCapped(ctx context.Context, key string, l ratelimit.Limit, capKey string, capL ratelimit.Limit, err error) (ratelimit.Capped, error) {
+	if err := b.degrade(err); err != nil {
+		return ratelimit.Capped{}, err
+	}
+	return b.local.AllowCapped(ctx, key, l, capKey, capL)
+}
+
+// degrade counts, and warns of, a decision Redis could not take, and
+// returns nil when this replica's buckets are to answer it (on_error:
+// local), errNotLimited for fail_open, and err for fail_closed.
+func (b *redisBackends) degrade(err error) error {
 	mode := config.FailClosed
 	if p := b.onError.Load(); p != nil {
 		mode = *p
@@ -199,13 +228,13 @@ func (b *redisBackends) fallback(ctx context.Context, key string, l ratelimit.Li
 	case config.FailLocal:
 		b.metrics.limiterLocal.Inc()
 		b.warnFallback("rate limiter: Redis failed, using this replica's buckets (on_error: local)", err)
-		return b.local.AllowN(ctx, key, l, n)
+		return nil
 	case config.FailOpen:
 		b.metrics.limiterFailOpen.Inc()
 		b.warnFallback("rate limiter: Redis failed, not limiting (on_error: fail_open)", err)
-		return ratelimit.Decision{}, errNotLimited
+		return errNotLimited
 	default:
-		return ratelimit.Decision{}, err
+		return err
 	}
 }
 

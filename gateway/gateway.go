@@ -330,7 +330,7 @@ func (g *Gateway) claimed(ctx context.Context, s *snapshot, x *exchange, err err
 }
 
 // limit takes one token from the request's bucket (and, for anonymous
-// callers, from the per-IP cap across routes, which it looks at first so
+// callers, from the per-IP cap across routes, which is looked at first so
 // that a request the cap refuses takes nothing from the route's bucket),
 // or uses the decision claim took with it.
 func (g *Gateway) limit(ctx context.Context, s *snapshot, x *exchange) *answer {
@@ -338,31 +338,14 @@ func (g *Gateway) limit(ctx context.Context, s *snapshot, x *exchange) *answer {
 	if !ok {
 		return nil
 	}
-	capped := x.principal == nil && !s.ipCap.Unlimited()
-	if capped && g.limitsInProcess {
-		// A look at the cap first: a request the cap refuses takes
-		// nothing from the route's bucket, so that the cap's Retry-After
-		// is enough. On Redis the look would cost a round trip more on
-		// every anonymous request; there a request the cap refuses has
-		// taken its token from the route's bucket.
-		cd, err := g.limits.AllowN(ctx, "ipcap|"+limitKey(x.ip), s.ipCap, 0)
-		switch {
-		case errors.Is(err, errNotLimited):
-			capped = false
-		case err != nil:
-			return newAnswer(string(auth.TemporarilyUnavailable), "limiter_unavailable", err)
-		case !cd.Allowed:
-			x.limit, x.decision, x.limited, x.policy = s.ipCap, cd, true, policyIPCap
-			a := newAnswer(codeRateLimited, "rate_limited", nil)
-			a.retryAfter = cd.RetryAfter
-			return a
-		}
-	}
 	var d ratelimit.Decision
 	var err error
-	if x.admitted != nil {
+	switch {
+	case x.admitted != nil:
 		d, err = x.admitted.decision, x.admitted.limitErr
-	} else {
+	case x.principal == nil && !s.ipCap.Unlimited():
+		return g.limitCapped(ctx, s, x, key, l)
+	default:
 		d, err = g.limits.AllowN(ctx, key, l, 1)
 	}
 	switch {
@@ -372,26 +355,40 @@ func (g *Gateway) limit(ctx context.Context, s *snapshot, x *exchange) *answer {
 		return newAnswer(string(auth.TemporarilyUnavailable), "limiter_unavailable", err)
 	}
 	x.limit, x.decision, x.limited, x.policy = l, d, true, x.tier
-	if d.Allowed && capped {
-		cd, err := g.limits.AllowN(ctx, "ipcap|"+limitKey(x.ip), s.ipCap, 1)
-		switch {
-		case errors.Is(err, errNotLimited):
-			return nil
-		case err != nil:
-			return newAnswer(string(auth.TemporarilyUnavailable), "limiter_unavailable", err)
-		}
-		// The headers show the budget with fewer requests left, so
-		// that X-RateLimit-Remaining never promises one the cap refuses.
-		if !cd.Allowed || cd.Remaining < d.Remaining {
-			x.limit, x.decision, x.policy = s.ipCap, cd, policyIPCap
-		}
+	return refusal(x.decision)
+}
+
+// limitCapped is limit for an anonymous request under anonymous_ip_cap:
+// one decision on the route's bucket and the cap together (one round trip
+// on Redis). The headers show the budget with fewer requests left, so that
+// X-RateLimit-Remaining never promises one the cap refuses, and a refusal
+// shows the budget that refused.
+func (g *Gateway) limitCapped(ctx context.Context, s *snapshot, x *exchange, key string, l ratelimit.Limit) *answer {
+	c, err := g.limits.AllowCapped(ctx, key, l, "ipcap|"+limitKey(x.ip), s.ipCap)
+	switch {
+	case errors.Is(err, errNotLimited):
+		return nil
+	case err != nil:
+		return newAnswer(string(auth.TemporarilyUnavailable), "limiter_unavailable", err)
 	}
-	if !x.decision.Allowed {
-		a := newAnswer(codeRateLimited, "rate_limited", nil)
-		a.retryAfter = x.decision.RetryAfter
-		return a
+	x.limited = true
+	if !c.Cap.Allowed || c.Bucket.Allowed && c.Cap.Remaining < c.Bucket.Remaining {
+		x.limit, x.decision, x.policy = s.ipCap, c.Cap, policyIPCap
+	} else {
+		x.limit, x.decision, x.policy = l, c.Bucket, x.tier
 	}
-	return nil
+	return refusal(x.decision)
+}
+
+// refusal is the 429 for a decision that refused, nil for one that
+// allowed.
+func refusal(d ratelimit.Decision) *answer {
+	if d.Allowed {
+		return nil
+	}
+	a := newAnswer(codeRateLimited, "rate_limited", nil)
+	a.retryAfter = d.RetryAfter
+	return a
 }
 
 // peekLimit fills in x's decision when the request was refused before the

@@ -11,9 +11,11 @@ import (
 )
 
 // limiter is what the gateway needs of a rate-limit backend
-// (ratelimit.Memory, ratelimit.Redis).
+// (ratelimit.Memory, ratelimit.Redis): a bucket, and a bucket under the
+// anonymous_ip_cap.
 type limiter interface {
 	AllowN(ctx context.Context, key string, l ratelimit.Limit, n int) (ratelimit.Decision, error)
+	AllowCapped(ctx context.Context, key string, l ratelimit.Limit, capKey string, capL ratelimit.Limit) (ratelimit.Capped, error)
 }
 
 const (

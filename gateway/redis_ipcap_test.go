@@ -12,7 +12,14 @@ import (
 // rate_limits.anonymous_ip_cap set to capYAML, with routes added.
 func newRedisCapEnv(t *testing.T, srv *redistest.Server, capYAML, routes string) *env {
 	t.Helper()
-	rateLimits := "  backend: redis\n  on_error: fail_closed\n  auth_failures: {rate: 100/m}\n  anonymous_ip_cap: " + capYAML
+	return newRedisCapEnvOnError(t, srv, capYAML, routes, "fail_closed")
+}
+
+// newRedisCapEnvOnError is newRedisCapEnv with rate_limits.on_error set to
+// onError.
+func newRedisCapEnvOnError(t *testing.T, srv *redistest.Server, capYAML, routes, onError string) *env {
+	t.Helper()
+	rateLimits := "  backend: redis\n  on_error: " + onError + "\n  auth_failures: {rate: 100/m}\n  anonymous_ip_cap: " + capYAML
 	extra := routes + "server:\n  public_url: " + publicURL + "\nreplay:\n  backend: redis\nredis:\n" + oneServer(srv)
 	return newEnvWith(t, rateLimits, extra)
 }
@@ -68,5 +75,37 @@ func TestRedisIPCapRefusalTakesNothing(t *testing.T) {
 	}
 	if got := res.header.Get("X-RateLimit-Remaining"); got != "0" {
 		t.Errorf("X-RateLimit-Remaining %s, want 0 (the route's second and last token, the cap's too)", got)
+	}
+}
+
+// TestRedisIPCapFailureModes: with Redis down, a decision under the cap
+// does what rate_limits.on_error says: 503 (fail_closed), served without
+// rate-limit headers (fail_open), or this replica's own buckets, the cap
+// looked at first as on Redis (local).
+func TestRedisIPCapFailureModes(t *testing.T) {
+	for _, tt := range []struct {
+		onError  string
+		statuses []int
+		policy   string // of the last answer
+	}{
+		{"fail_closed", []int{503}, ""},
+		{"fail_open", []int{200, 200, 200}, ""},
+		// The cap (2/m) is tighter than the route's anonymous tier (5/m).
+		{"local", []int{200, 200, 429}, `"anonymous_ip_cap";q=2;w=60`},
+	} {
+		t.Run(tt.onError, func(t *testing.T) {
+			srv := redistest.Start(t)
+			e := newRedisCapEnvOnError(t, srv, "{rate: 2/m}", "", tt.onError)
+			srv.Stop()
+			var res result
+			for i, want := range tt.statuses {
+				if res = e.do(e.req("GET", "/public/x")); res.status != want {
+					t.Fatalf("request %d, Redis down: got %d %s, want %d", i, res.status, res.body, want)
+				}
+			}
+			if got := res.header.Get("RateLimit-Policy"); got != tt.policy {
+				t.Errorf("RateLimit-Policy: got %q, want %q", got, tt.policy)
+			}
+		})
 	}
 }

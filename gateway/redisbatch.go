@@ -45,7 +45,8 @@ const (
 )
 
 // redisOp is one request's Redis work: a replay claim, a rate-limit
-// decision, or both. Its outcome comes back on out, which has room for it,
+// decision (on one bucket, or on a bucket under a cap), or a claim and a
+// decision on one bucket. Its outcome comes back on out, which has room for it,
 // so a worker never waits for a request that gave up.
 type redisOp struct {
 	ctx       context.Context // the request's: a cancelled one is skipped
@@ -54,13 +55,17 @@ type redisOp struct {
 	bucketKey string // "" for no decision
 	limit     ratelimit.Limit
 	n         int
+	capKey    string // "" for a decision on one bucket; else n is 1
+	capLimit  ratelimit.Limit
 	out       chan redisResult
 }
 
-// redisResult is the outcome of a redisOp, as Claim and AllowN return it.
+// redisResult is the outcome of a redisOp, as Claim, AllowN and
+// AllowCapped return it.
 type redisResult struct {
 	claimErr error
 	decision ratelimit.Decision
+	capped   ratelimit.Capped
 	limitErr error
 }
 
@@ -211,6 +216,7 @@ func (rb *redisBatch) send(ctx context.Context, batch []*redisOp) {
 		op      *redisOp
 		claimed func() error
 		decided func() (ratelimit.Decision, error)
+		capped  func() (ratelimit.Capped, error)
 	}
 	sent := make([]pending, 0, len(batch))
 	for _, op := range batch {
@@ -222,7 +228,10 @@ func (rb *redisBatch) send(ctx context.Context, batch []*redisOp) {
 		if op.claimKey != "" {
 			pd.claimed = rb.b.replay.ClaimIn(ctx, p, op.claimKey, op.ttl)
 		}
-		if op.bucketKey != "" {
+		switch {
+		case op.capKey != "":
+			pd.capped = rb.b.limits.AllowCappedIn(ctx, p, op.bucketKey, op.limit, op.capKey, op.capLimit)
+		case op.bucketKey != "":
 			pd.decided = rb.b.limits.AllowNIn(ctx, p, op.bucketKey, op.limit, op.n)
 		}
 		sent = append(sent, pd)
@@ -239,14 +248,18 @@ func (rb *redisBatch) send(ctx context.Context, batch []*redisOp) {
 			r.claimErr = pd.claimed()
 			errs = append(errs, failure(r.claimErr))
 		}
-		if pd.decided != nil {
+		switch {
+		case pd.capped != nil:
+			r.capped, r.limitErr = pd.capped()
+			errs = append(errs, r.limitErr)
+		case pd.decided != nil:
 			r.decision, r.limitErr = pd.decided()
 			errs = append(errs, r.limitErr)
 		}
 	}
 	// Counted before anyone hears the outcome, so that /metrics read
 	// after an answer counts the round trip behind it.
-	rb.b.metrics.observeRedis(opBatch(sent[0].claimed != nil, sent[0].decided != nil), time.Since(start), errors.Join(errs...))
+	rb.b.metrics.observeRedis(opBatch(sent[0].claimed != nil, sent[0].op.bucketKey != ""), time.Since(start), errors.Join(errs...))
 	rb.b.metrics.redisBatch.Observe(float64(len(sent)))
 	for i, pd := range sent {
 		pd.op.out <- results[i]
@@ -276,10 +289,14 @@ func (rb *redisBatch) sendOne(ctx context.Context, op *redisOp, start time.Time)
 	}
 	var r redisResult
 	var err error
-	if op.claimKey != "" {
+	switch {
+	case op.claimKey != "":
 		r.claimErr = rb.b.replay.Claim(ctx, op.claimKey, op.ttl)
 		err = failure(r.claimErr)
-	} else {
+	case op.capKey != "":
+		r.capped, r.limitErr = rb.b.limits.AllowCapped(ctx, op.bucketKey, op.limit, op.capKey, op.capLimit)
+		err = r.limitErr
+	default:
 		r.decision, r.limitErr = rb.b.limits.AllowN(ctx, op.bucketKey, op.limit, op.n)
 		err = r.limitErr
 	}
