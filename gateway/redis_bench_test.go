@@ -45,8 +45,9 @@ func newTestBackends(tb testing.TB, addr string, timeout time.Duration) *redisBa
 }
 
 // BenchmarkRedisRoundTrip measures, against a local redis-server, one
-// replay claim, one rate-limit decision, and both pipelined as the gateway
-// sends them for a DPoP request. Each iteration also times a bare SET NX
+// replay claim, one rate-limit decision, one under a cap (an anonymous
+// request under anonymous_ip_cap), and a claim and a decision pipelined as
+// the gateway sends them for a DPoP request. Each iteration also times a bare SET NX
 // round trip on the same client, right before the operation, so that both
 // see the same machine: bare-ns/op and op-ns/op are those two times, and
 // x-bare is their ratio (the target: 1.2 or less, one round trip). ns/op
@@ -98,6 +99,10 @@ func BenchmarkRedisRoundTrip(b *testing.B) {
 		}},
 		{"decision", func(key string) error {
 			_, err := be.AllowN(ctx, "route|client|iss|agent", l, 1)
+			return err
+		}},
+		{"decision-under-cap", func(key string) error {
+			_, err := be.AllowCapped(ctx, "route|anonymous|ip:192.0.2.1", l, "ipcap|192.0.2.1", l)
 			return err
 		}},
 		{"claim+decision-pipelined", func(key string) error {
