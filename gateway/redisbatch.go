@@ -46,8 +46,9 @@ const (
 
 // redisOp is one request's Redis work: a replay claim, a rate-limit
 // decision (on one bucket, or on a bucket under a cap), or a claim and a
-// decision on one bucket. Its outcome comes back on out, which has room for it,
-// so a worker never waits for a request that gave up.
+// decision on one bucket. A queued op's outcome comes back on out, which
+// has room for it, so a worker never waits for a request that gave up; an
+// op its own request sends (out nil) keeps it in result.
 type redisOp struct {
 	ctx       context.Context // the request's: a cancelled one is skipped
 	claimKey  string          // "" for no claim
@@ -58,6 +59,16 @@ type redisOp struct {
 	capKey    string // "" for a decision on one bucket; else n is 1
 	capLimit  ratelimit.Limit
 	out       chan redisResult
+	result    redisResult
+}
+
+// deliver hands op its outcome.
+func (op *redisOp) deliver(r redisResult) {
+	if op.out == nil {
+		op.result = r // its own request sends it, and reads this when done
+		return
+	}
+	op.out <- r
 }
 
 // redisResult is the outcome of a redisOp, as Claim, AllowN and
@@ -99,14 +110,14 @@ func (rb *redisBatch) close() {
 // socketDeadline). A queued op waits at most redis.timeout for its turn
 // and its round trip together.
 func (rb *redisBatch) do(ctx context.Context, op *redisOp) redisResult {
-	op.ctx, op.out = ctx, make(chan redisResult, 1)
+	op.ctx = ctx
 	if rb.mu.TryLock() {
 		rb.sendNow(op)
-		return <-op.out
+		return op.result
 	}
 	ctx, cancel := context.WithTimeout(ctx, rb.b.timeout)
 	defer cancel()
-	op.ctx = ctx
+	op.ctx, op.out = ctx, make(chan redisResult, 1)
 	select {
 	case rb.ops <- op:
 	default:
@@ -221,7 +232,7 @@ func (rb *redisBatch) send(ctx context.Context, batch []*redisOp) {
 	sent := make([]pending, 0, len(batch))
 	for _, op := range batch {
 		if err := op.ctx.Err(); err != nil {
-			op.out <- redisResult{claimErr: err, limitErr: err}
+			op.deliver(redisResult{claimErr: err, limitErr: err})
 			continue
 		}
 		pd := pending{op: op}
@@ -262,7 +273,7 @@ func (rb *redisBatch) send(ctx context.Context, batch []*redisOp) {
 	rb.b.metrics.observeRedis(opBatch(sent[0].claimed != nil, sent[0].op.bucketKey != ""), time.Since(start), errors.Join(errs...))
 	rb.b.metrics.redisBatch.Observe(float64(len(sent)))
 	for i, pd := range sent {
-		pd.op.out <- results[i]
+		pd.op.deliver(results[i])
 	}
 }
 
@@ -284,7 +295,7 @@ func opBatch(claim, decide bool) string {
 // NX round trip against 1.064x, and a decision 1.235x against 1.267x).
 func (rb *redisBatch) sendOne(ctx context.Context, op *redisOp, start time.Time) {
 	if err := op.ctx.Err(); err != nil {
-		op.out <- redisResult{claimErr: err, limitErr: err}
+		op.deliver(redisResult{claimErr: err, limitErr: err})
 		return
 	}
 	var r redisResult
@@ -302,5 +313,5 @@ func (rb *redisBatch) sendOne(ctx context.Context, op *redisOp, start time.Time)
 	}
 	rb.b.metrics.observeRedis(opBatch(op.claimKey != "", op.bucketKey != ""), time.Since(start), err)
 	rb.b.metrics.redisBatch.Observe(1)
-	op.out <- r
+	op.deliver(r)
 }
