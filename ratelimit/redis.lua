@@ -29,9 +29,9 @@
 -- and each call of a C function (math.min) cost more than the arithmetic.
 -- Against the script that took its arguments as text, turned TIME's
 -- strings into numbers with tonumber and replied {allowed, tokens}, this
--- one runs in 23% fewer instructions on Redis 7.0.15 (callgrind, 50.6k
+-- one runs in 21% fewer instructions on Redis 7.0.15 (callgrind, 51.6k
 -- against 65.6k a granted take on one bucket; TIME, GET and SET alone
--- take 39.8k).
+-- take 39.8k; a take under a cap, 83.9k).
 --
 -- A bucket that has refilled to full is the same as a missing one: a new,
 -- full bucket at the Limit passed. A bucket is written only when it
@@ -43,10 +43,14 @@ local t = redis.call("TIME")
 local now = t[1] * 1000000 + t[2] -- Lua reads the two strings as numbers
 
 -- decide takes n tokens from the bucket at key, under rate and burst, if
--- it holds them (n 0: looks whether it holds one), and returns 1 or 0 and
--- the tokens left.
-local function decide(key, rate, burst, n)
-	local state = redis.call("GET", key)
+-- it holds them (n 0: looks whether it holds one), and returns 1 or 0,
+-- the tokens left, and the bucket as it found it: state, if given (false
+-- for none), saves reading it again.
+local function decide(key, rate, burst, n, state)
+	if state == nil then
+		state = redis.call("GET", key)
+	end
+	local found = state
 	local tokens = burst
 	local changed = false
 	if state then
@@ -93,7 +97,7 @@ local function decide(key, rate, burst, n)
 				"PX", string.format(ms < 2147483648 and "%d" or "%.0f", ms))
 		end
 	end
-	return allowed, tokens
+	return allowed, tokens, found
 end
 
 local rate, burst, n = struct.unpack("<ddd", ARGV[1])
@@ -104,12 +108,15 @@ end
 -- Under a cap: a look at the cap, then a token from the bucket, then one
 -- from the cap, each step only if the one before granted.
 local crate, cburst = struct.unpack("<dd", ARGV[2])
-local callowed, ctokens = decide(KEYS[2], crate, cburst, 0)
+local callowed, ctokens, cstate = decide(KEYS[2], crate, cburst, 0)
 if callowed == 0 then
 	return struct.pack("<dddd", 0, 0, 0, ctokens)
 end
 local allowed, tokens = decide(KEYS[1], rate, burst, 1)
 if allowed == 1 then
-	callowed, ctokens = decide(KEYS[2], crate, cburst, 1)
+	-- The cap as the look found it: nothing else ran since, and a look
+	-- that wrote it (a new rate or burst) wrote what this take computes
+	-- again from the same state and time.
+	callowed, ctokens = decide(KEYS[2], crate, cburst, 1, cstate)
 end
 return struct.pack("<dddd", allowed, tokens, callowed, ctokens)
