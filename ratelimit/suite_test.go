@@ -215,34 +215,11 @@ func testLimiter(t *testing.T, newHarness func(t *testing.T) harness) {
 
 	t.Run("ok/64 goroutines racing on one key get exactly the burst", func(t *testing.T) {
 		h := newHarness(t)
-		const goroutines = 64
 		l := Limit{Count: 10, Period: time.Hour}
-		var (
-			wg      sync.WaitGroup
-			mu      sync.Mutex
-			allowed int
-			errs    []error
-		)
-		start := make(chan struct{})
-		for range goroutines {
-			wg.Go(func() {
-				<-start
-				d, err := h.limiter.AllowN(t.Context(), "hot", l, 1)
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					errs = append(errs, err)
-				}
-				if d.Allowed {
-					allowed++
-				}
-			})
-		}
-		close(start)
-		wg.Wait()
-		if len(errs) > 0 {
-			t.Fatalf("AllowN errors: %v", errs)
-		}
+		allowed := race(t, 64, func(int) (bool, error) {
+			d, err := h.limiter.AllowN(t.Context(), "hot", l, 1)
+			return d.Allowed, err
+		})
 		if allowed != 10 {
 			t.Errorf("allowed: got %d, want 10", allowed)
 		}
@@ -312,6 +289,15 @@ func testCapped(t *testing.T, newHarness func(t *testing.T) harness) {
 		}
 	}
 
+	take := func(t *testing.T, h harness, key string, l Limit, capL Limit) Capped {
+		t.Helper()
+		c, err := h.limiter.AllowCapped(t.Context(), key, l, "cap", capL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+
 	t.Run("fail/capped: a call the cap refuses takes nothing from the bucket", func(t *testing.T) {
 		h := newHarness(t)
 		k := time.Duration(max(h.scale, 1))
@@ -320,42 +306,28 @@ func testCapped(t *testing.T, newHarness func(t *testing.T) harness) {
 		steps := []want{{true, 9, true, 1}, {true, 8, true, 0}, {false, -1, false, 0}}
 		var got Capped
 		for i, w := range steps {
-			var err error
-			if got, err = h.limiter.AllowCapped(t.Context(), "b", perHour10, "cap", capL); err != nil {
-				t.Fatal(err)
-			}
+			got = take(t, h, "b", perHour10, capL)
 			check(t, fmt.Sprintf("call %d", i), got, perHour10, capL, w)
 		}
 		if got.Cap.RetryAfter <= 0 || got.Cap.RetryAfter > 20*time.Millisecond*k+h.slack {
 			t.Errorf("the cap's RetryAfter: got %v, want at most %v", got.Cap.RetryAfter, 20*time.Millisecond*k)
 		}
 		h.advance(got.Cap.RetryAfter)
-		got, err := h.limiter.AllowCapped(t.Context(), "b", perHour10, "cap", capL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(t, "once the cap refilled", got, perHour10, capL, want{true, 7, true, 0})
+		check(t, "once the cap refilled", take(t, h, "b", perHour10, capL), perHour10, capL, want{true, 7, true, 0})
 	})
 
 	t.Run("fail/capped: a call the bucket refuses takes nothing from the cap", func(t *testing.T) {
 		h := newHarness(t)
 		one := Limit{Count: 1, Period: time.Hour}
 		for i, w := range []want{{true, 0, true, 9}, {false, 0, true, 9}, {false, 0, true, 9}} {
-			got, err := h.limiter.AllowCapped(t.Context(), "b", one, "cap", perHour10)
-			if err != nil {
-				t.Fatal(err)
-			}
+			got := take(t, h, "b", one, perHour10)
 			check(t, fmt.Sprintf("call %d", i), got, one, perHour10, w)
 			if i > 0 && (got.Bucket.RetryAfter < hourStep*10-h.slack || got.Bucket.RetryAfter > hourStep*10) {
 				t.Errorf("call %d: the bucket's RetryAfter: got %v, want an hour", i, got.Bucket.RetryAfter)
 			}
 		}
 		// Another bucket under the same cap: its take is the cap's second.
-		got, err := h.limiter.AllowCapped(t.Context(), "other", one, "cap", perHour10)
-		if err != nil {
-			t.Fatal(err)
-		}
-		check(t, "another bucket", got, one, perHour10, want{true, 0, true, 8})
+		check(t, "another bucket", take(t, h, "other", one, perHour10), one, perHour10, want{true, 0, true, 8})
 	})
 
 	t.Run("ok/capped: the cap spans buckets, each bucket its own", func(t *testing.T) {
@@ -366,44 +338,51 @@ func testCapped(t *testing.T, newHarness func(t *testing.T) harness) {
 			if i%2 == 1 {
 				key, l = "b", perHour5
 			}
-			got, err := h.limiter.AllowCapped(t.Context(), key, l, "cap", capL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			check(t, fmt.Sprintf("call %d (%s)", i, key), got, l, capL, w)
+			check(t, fmt.Sprintf("call %d (%s)", i, key), take(t, h, key, l, capL), l, capL, w)
 		}
 	})
 
 	t.Run("ok/capped: 64 goroutines under a cap of 10 are granted exactly 10", func(t *testing.T) {
 		h := newHarness(t)
-		var (
-			wg      sync.WaitGroup
-			mu      sync.Mutex
-			granted int
-			errs    []error
-		)
-		start := make(chan struct{})
-		for i := range 64 {
-			wg.Go(func() {
-				<-start
-				c, err := h.limiter.AllowCapped(t.Context(), fmt.Sprint("b", i%4), burst100, "cap", perHour10)
-				mu.Lock()
-				defer mu.Unlock()
-				if err != nil {
-					errs = append(errs, err)
-				}
-				if c.Bucket.Allowed && c.Cap.Allowed {
-					granted++
-				}
-			})
-		}
-		close(start)
-		wg.Wait()
-		if len(errs) > 0 {
-			t.Fatalf("AllowCapped errors: %v", errs)
-		}
+		granted := race(t, 64, func(i int) (bool, error) {
+			c, err := h.limiter.AllowCapped(t.Context(), fmt.Sprint("b", i%4), burst100, "cap", perHour10)
+			return c.Bucket.Allowed && c.Cap.Allowed, err
+		})
 		if granted != 10 {
 			t.Errorf("granted: got %d, want 10", granted)
 		}
 	})
+}
+
+// race runs call from n goroutines at once, and returns how many were
+// granted; an error fails t.
+func race(t *testing.T, n int, call func(i int) (granted bool, err error)) int {
+	t.Helper()
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		granted int
+		errs    []error
+	)
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			ok, err := call(i)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if ok {
+				granted++
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	if len(errs) > 0 {
+		t.Fatalf("errors: %v", errs)
+	}
+	return granted
 }
