@@ -44,13 +44,12 @@ local now = t[1] * 1000000 + t[2] -- Lua reads the two strings as numbers
 
 -- decide takes n tokens from the bucket at key, under rate and burst, if
 -- it holds them (n 0: looks whether it holds one), and returns 1 or 0,
--- the tokens left, and the bucket as it found it: state, if given (false
--- for none), saves reading it again.
+-- the tokens left, and the bucket as it left it (false for none), which a
+-- later call in the same run passes as state to save reading it again.
 local function decide(key, rate, burst, n, state)
 	if state == nil then
 		state = redis.call("GET", key)
 	end
-	local found = state
 	local tokens = burst
 	local changed = false
 	if state then
@@ -86,6 +85,7 @@ local function decide(key, rate, burst, n, state)
 	if changed then
 		if tokens >= burst then
 			redis.call("DEL", key)
+			state = false
 		else
 			-- Until full, in whole ms rounded up; capped at 10^15 ms (31,000
 			-- years) so that it is written as an integer. "%d" is the cheap
@@ -93,11 +93,11 @@ local function decide(key, rate, burst, n, state)
 			-- bits on some builds (Windows, 32-bit ones): past that, "%.0f".
 			local ms = math.ceil((burst - tokens) / rate * 1000)
 			if ms < 1 then ms = 1 elseif ms > 1e15 then ms = 1e15 end
-			redis.call("SET", key, struct.pack("<dddd", tokens, now, rate, burst),
-				"PX", string.format(ms < 2147483648 and "%d" or "%.0f", ms))
+			state = struct.pack("<dddd", tokens, now, rate, burst)
+			redis.call("SET", key, state, "PX", string.format(ms < 2147483648 and "%d" or "%.0f", ms))
 		end
 	end
-	return allowed, tokens, found
+	return allowed, tokens, state
 end
 
 local rate, burst, n = struct.unpack("<ddd", ARGV[1])
@@ -114,9 +114,7 @@ if callowed == 0 then
 end
 local allowed, tokens = decide(KEYS[1], rate, burst, 1)
 if allowed == 1 then
-	-- The cap as the look found it: nothing else ran since, and a look
-	-- that wrote it (a new rate or burst) wrote what this take computes
-	-- again from the same state and time.
+	-- The cap as the look left it: nothing else ran since.
 	callowed, ctokens = decide(KEYS[2], crate, cburst, 1, cstate)
 end
 return struct.pack("<dddd", allowed, tokens, callowed, ctokens)

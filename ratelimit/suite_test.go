@@ -342,6 +342,14 @@ func testCapped(t *testing.T, newHarness func(t *testing.T) harness) {
 		}
 	})
 
+	t.Run("ok/capped: a cap reloaded smaller holds at once", func(t *testing.T) {
+		h := newHarness(t)
+		check(t, "call 0", take(t, h, "b", perHour10, perHour10), perHour10, perHour10, want{true, 9, true, 9})
+		for i, w := range []want{{true, 8, true, 1}, {true, 7, true, 0}, {false, -1, false, 0}} {
+			check(t, fmt.Sprintf("call %d under burst 2", i+1), take(t, h, "b", perHour10, burst2), perHour10, burst2, w)
+		}
+	})
+
 	t.Run("ok/capped: 64 goroutines under a cap of 10 are granted exactly 10", func(t *testing.T) {
 		h := newHarness(t)
 		granted := race(t, 64, func(i int) (bool, error) {
