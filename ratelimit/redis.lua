@@ -30,8 +30,9 @@
 -- Against the script that took its arguments as text, turned TIME's
 -- strings into numbers with tonumber and replied {allowed, tokens}, this
 -- one runs in 21% fewer instructions on Redis 7.0.15: a granted take on
--- one bucket, 51.8k against 65.9k; a take under a cap, 82.9k; TIME, GET
--- and SET alone, 36.5k (testdata/callgrind.sh, which counts them).
+-- one bucket, about 52k against 66k; a take under a cap, 83k; TIME, GET
+-- and SET alone, 36k (testdata/callgrind.sh counts them, to within 1%
+-- from run to run).
 --
 -- A bucket that has refilled to full is the same as a missing one: a new,
 -- full bucket at the Limit passed. A bucket is written only when it
