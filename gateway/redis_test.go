@@ -547,6 +547,14 @@ func (h *countingHook) pipelinesBegun() int {
 	return len(h.pipelines)
 }
 
+// begun is how many single commands and pipelines the client has begun
+// to send since the last take.
+func (h *countingHook) begun() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.single) + len(h.pipelines)
+}
+
 func (h *countingHook) take() (single []string, pipelines [][]string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -162,3 +162,57 @@ func TestRedisBatchClosed(t *testing.T) {
 		t.Fatal("a claim after close still waits after 10s (redis.timeout is an hour)")
 	}
 }
+
+// TestRedisBatchCapped: decisions under a cap that queue behind a round
+// trip in flight go together in the next pipeline, each under the cap in
+// turn: as many granted as the cap holds, the rest refused by the cap with
+// their buckets untouched.
+func TestRedisBatchCapped(t *testing.T) {
+	srv := redistest.Start(t)
+	b := newTestBackends(t, srv.Addr(), 10*time.Second)
+	ctx := t.Context()
+	route := ratelimit.Limit{Count: 60, Period: time.Hour}
+	capL := ratelimit.Limit{Count: 5, Period: time.Hour}
+	if _, err := b.AllowCapped(ctx, "warm", route, "warmcap", capL); err != nil { // the script loaded
+		t.Fatal(err)
+	}
+	pipelines0, ops0 := batchSizes(t, b)
+	h := &countingHook{}
+	b.client.AddHook(h)
+
+	srv.Pause()
+	const n = 10
+	out := make(chan ratelimit.Capped, n)
+	call := func(i int) {
+		c, err := b.AllowCapped(ctx, fmt.Sprint("route", i%3), route, "cap", capL)
+		if err != nil {
+			t.Error(err)
+		}
+		out <- c
+	}
+	go call(0)
+	waitFor(t, "the first decision in flight", func() bool { return h.begun() == 1 })
+	for i := 1; i < n; i++ {
+		go call(i)
+	}
+	waitFor(t, "9 decisions queued", func() bool { return len(b.batch.ops) == n-2 })
+	srv.Resume()
+
+	granted := 0
+	for range n {
+		c := <-out
+		switch {
+		case c.Bucket.Allowed && c.Cap.Allowed:
+			granted++
+		case c.Cap.Allowed || c.Bucket != (ratelimit.Decision{}):
+			t.Errorf("got %+v, want refused by the cap with the bucket untouched", c)
+		}
+	}
+	if granted != 5 {
+		t.Errorf("granted under a cap of 5: got %d, want 5", granted)
+	}
+	if pipelines, ops := batchSizes(t, b); pipelines-pipelines0 != 2 || ops-ops0 != n {
+		t.Errorf("got %d pipelines holding %v operations, want 2 (the first alone, then the 9 queued) holding %d",
+			pipelines-pipelines0, ops-ops0, n)
+	}
+}

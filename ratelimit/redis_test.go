@@ -359,6 +359,46 @@ func TestRedisAllowNIn(t *testing.T) {
 	}
 }
 
+// TestRedisAllowCappedIn: decisions under a cap queued on a pipeline go in
+// one round trip, in order, and survive the server losing its script
+// cache.
+func TestRedisAllowCappedIn(t *testing.T) {
+	_, c := newRedisClient(t)
+	ctx := t.Context()
+	r := NewRedis(c, "dg:")
+	capL := Limit{Count: 2, Period: time.Hour}
+	for _, flush := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ok/script flushed %v", flush), func(t *testing.T) {
+			if flush {
+				if err := c.ScriptFlush(ctx).Err(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			capKey := fmt.Sprint("cap", flush)
+			p := c.Pipeline()
+			var results []func() (Capped, error)
+			for _, key := range []string{"a", "b", "a"} {
+				results = append(results, r.AllowCappedIn(ctx, p, key, perHour10, capKey, capL))
+			}
+			if got := p.Len(); got != 3 {
+				t.Errorf("queued: got %d, want 3", got)
+			}
+			p.Exec(ctx)
+			for i, want := range []struct{ bucketLeft, capLeft int }{{9, 1}, {9, 0}, {-1, 0}} {
+				got, err := results[i]()
+				switch {
+				case err != nil:
+					t.Errorf("call %d: %v", i, err)
+				case want.bucketLeft < 0 && (got.Cap.Allowed || got.Bucket != Decision{}):
+					t.Errorf("call %d: got %+v, want refused by the cap, the bucket untouched", i, got)
+				case want.bucketLeft >= 0 && (!got.Bucket.Allowed || !got.Cap.Allowed || got.Bucket.Remaining != want.bucketLeft || got.Cap.Remaining != want.capLeft):
+					t.Errorf("call %d: got %+v, want granted with %d and %d left", i, got, want.bucketLeft, want.capLeft)
+				}
+			}
+		})
+	}
+}
+
 // TestRedisErrors: Redis errors and replies of the wrong shape come back
 // as errors, never as a Decision or a panic.
 func TestRedisErrors(t *testing.T) {
