@@ -539,16 +539,8 @@ func (h *countingHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis
 	}
 }
 
-// pipelinesBegun is how many pipelines the client has begun to send since
-// the last take.
-func (h *countingHook) pipelinesBegun() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return len(h.pipelines)
-}
-
 // begun is how many single commands and pipelines the client has begun
-// to send since the last take.
+// to send since the last take, a connection's handshake included.
 func (h *countingHook) begun() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()

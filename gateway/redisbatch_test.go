@@ -36,21 +36,17 @@ func TestRedisBatchAlone(t *testing.T) {
 		t.Fatal(err)
 	}
 	pipelines0, ops0 := batchSizes(t, b)
-	h := &countingHook{}
-	b.client.AddHook(h)
-
-	srv.Pause()
 	const n = 100
 	out := make(chan admission, n)
-	go func() { out <- b.claimAllowN(ctx, "first", time.Minute, "bucket", l, 1) }()
-	waitFor(t, "the first operation in flight", func() bool { return h.pipelinesBegun() == 1 })
-	// 99 more: k1..k49 twice each, k0 once, so 50 of them are new.
-	for i := 1; i < n; i++ {
-		go func() { out <- b.claimAllowN(ctx, fmt.Sprint("k", i%50), time.Minute, "bucket", l, 1) }()
-	}
-	// The worker holds one of them, waiting for the pipeline in flight.
-	waitFor(t, "99 operations queued", func() bool { return len(b.batch.ops) == n-2 })
-	srv.Resume()
+	// "first", then 99 more: k1..k49 twice each, k0 once, so 50 of them
+	// are new.
+	queueBehindFirst(t, srv, b, n, func(i int) {
+		key := "first"
+		if i > 0 {
+			key = fmt.Sprint("k", i%50)
+		}
+		out <- b.claimAllowN(ctx, key, time.Minute, "bucket", l, 1)
+	})
 
 	claimed, replayed, allowed, denied := 0, 0, 0, 0
 	for range n {
@@ -75,10 +71,37 @@ func TestRedisBatchAlone(t *testing.T) {
 	if allowed != 60 || denied != 40 {
 		t.Errorf("decisions on a bucket of 60: got %d allowed and %d denied, want 60 and 40", allowed, denied)
 	}
-	pipelines, ops := batchSizes(t, b)
-	if pipelines-pipelines0 != 2 || ops-ops0 != n {
-		t.Errorf("got %d pipelines holding %v operations, want 2 (the first alone, then the 99 queued) holding %d",
-			pipelines-pipelines0, ops-ops0, n)
+	wantTwoPipelines(t, b, pipelines0, ops0, n)
+}
+
+// queueBehindFirst pauses srv, starts call(0) and waits until its round
+// trip is in flight, starts call(1) to call(n-1) and waits until they are
+// queued behind it, and resumes srv.
+func queueBehindFirst(t *testing.T, srv *redistest.Server, b *redisBackends, n int, call func(i int)) {
+	t.Helper()
+	h := &countingHook{}
+	b.client.AddHook(h)
+	srv.Pause()
+	go call(0)
+	// Begun: its request holds the batch's lock. (A connection dialled for
+	// it adds its own handshake commands, which the paused server holds.)
+	waitFor(t, "the first operation in flight", func() bool { return h.begun() >= 1 })
+	for i := 1; i < n; i++ {
+		go call(i)
+	}
+	// The worker holds one of them, waiting for the pipeline in flight.
+	waitFor(t, fmt.Sprint(n-1, " operations queued"), func() bool { return len(b.batch.ops) == n-2 })
+	srv.Resume()
+}
+
+// wantTwoPipelines checks that the n operations queueBehindFirst started,
+// all answered, went in two pipelines since batchSizes said pipelines0 and
+// ops0: the first alone, then the rest.
+func wantTwoPipelines(t *testing.T, b *redisBackends, pipelines0 uint64, ops0 float64, n int) {
+	t.Helper()
+	if pipelines, ops := batchSizes(t, b); pipelines-pipelines0 != 2 || ops-ops0 != float64(n) {
+		t.Errorf("got %d pipelines holding %v operations, want 2 (the first alone, then the %d queued) holding %d",
+			pipelines-pipelines0, ops-ops0, n-1, n)
 	}
 }
 
@@ -177,26 +200,15 @@ func TestRedisBatchCapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	pipelines0, ops0 := batchSizes(t, b)
-	h := &countingHook{}
-	b.client.AddHook(h)
-
-	srv.Pause()
 	const n = 10
 	out := make(chan ratelimit.Capped, n)
-	call := func(i int) {
+	queueBehindFirst(t, srv, b, n, func(i int) {
 		c, err := b.AllowCapped(ctx, fmt.Sprint("route", i%3), route, "cap", capL)
 		if err != nil {
 			t.Error(err)
 		}
 		out <- c
-	}
-	go call(0)
-	waitFor(t, "the first decision in flight", func() bool { return h.begun() == 1 })
-	for i := 1; i < n; i++ {
-		go call(i)
-	}
-	waitFor(t, "9 decisions queued", func() bool { return len(b.batch.ops) == n-2 })
-	srv.Resume()
+	})
 
 	granted := 0
 	for range n {
@@ -211,8 +223,5 @@ func TestRedisBatchCapped(t *testing.T) {
 	if granted != 5 {
 		t.Errorf("granted under a cap of 5: got %d, want 5", granted)
 	}
-	if pipelines, ops := batchSizes(t, b); pipelines-pipelines0 != 2 || ops-ops0 != n {
-		t.Errorf("got %d pipelines holding %v operations, want 2 (the first alone, then the 9 queued) holding %d",
-			pipelines-pipelines0, ops-ops0, n)
-	}
+	wantTwoPipelines(t, b, pipelines0, ops0, n)
 }

@@ -330,31 +330,39 @@ func TestRedisAllowNIn(t *testing.T) {
 	_, c := newRedisClient(t)
 	ctx := t.Context()
 	r := NewRedis(c, "dg:")
+	withScriptFlushed(t, c, func(t *testing.T, flush bool) {
+		key := fmt.Sprint("pipe", flush)
+		p := c.Pipeline()
+		first := r.AllowNIn(ctx, p, key, perHour10, 4)
+		second := r.AllowNIn(ctx, p, key, perHour10, 7)
+		unlimited := r.AllowNIn(ctx, p, key, Limit{}, 1)
+		if got := p.Len(); got != 2 {
+			t.Errorf("queued: got %d, want 2 (the unlimited Limit queues nothing)", got)
+		}
+		p.Exec(ctx)
+		if d, err := first(); err != nil || !d.Allowed || d.Remaining != 6 {
+			t.Errorf("first: got %+v, %v, want allowed with 6 left", d, err)
+		}
+		if d, err := second(); err != nil || d.Allowed || d.Remaining != 6 {
+			t.Errorf("second: got %+v, %v, want denied with 6 left", d, err)
+		}
+		if d, err := unlimited(); err != nil || !d.Allowed {
+			t.Errorf("unlimited: got %+v, %v, want allowed", d, err)
+		}
+	})
+}
+
+// withScriptFlushed runs test twice as subtests: with the script cached
+// on c's server, and after SCRIPT FLUSH.
+func withScriptFlushed(t *testing.T, c *redis.Client, test func(t *testing.T, flush bool)) {
 	for _, flush := range []bool{false, true} {
 		t.Run(fmt.Sprintf("ok/script flushed %v", flush), func(t *testing.T) {
 			if flush {
-				if err := c.ScriptFlush(ctx).Err(); err != nil {
+				if err := c.ScriptFlush(t.Context()).Err(); err != nil {
 					t.Fatal(err)
 				}
 			}
-			key := fmt.Sprint("pipe", flush)
-			p := c.Pipeline()
-			first := r.AllowNIn(ctx, p, key, perHour10, 4)
-			second := r.AllowNIn(ctx, p, key, perHour10, 7)
-			unlimited := r.AllowNIn(ctx, p, key, Limit{}, 1)
-			if got := p.Len(); got != 2 {
-				t.Errorf("queued: got %d, want 2 (the unlimited Limit queues nothing)", got)
-			}
-			p.Exec(ctx)
-			if d, err := first(); err != nil || !d.Allowed || d.Remaining != 6 {
-				t.Errorf("first: got %+v, %v, want allowed with 6 left", d, err)
-			}
-			if d, err := second(); err != nil || d.Allowed || d.Remaining != 6 {
-				t.Errorf("second: got %+v, %v, want denied with 6 left", d, err)
-			}
-			if d, err := unlimited(); err != nil || !d.Allowed {
-				t.Errorf("unlimited: got %+v, %v, want allowed", d, err)
-			}
+			test(t, flush)
 		})
 	}
 }
@@ -367,36 +375,29 @@ func TestRedisAllowCappedIn(t *testing.T) {
 	ctx := t.Context()
 	r := NewRedis(c, "dg:")
 	capL := Limit{Count: 2, Period: time.Hour}
-	for _, flush := range []bool{false, true} {
-		t.Run(fmt.Sprintf("ok/script flushed %v", flush), func(t *testing.T) {
-			if flush {
-				if err := c.ScriptFlush(ctx).Err(); err != nil {
-					t.Fatal(err)
-				}
+	withScriptFlushed(t, c, func(t *testing.T, flush bool) {
+		capKey := fmt.Sprint("cap", flush)
+		p := c.Pipeline()
+		var results []func() (Capped, error)
+		for _, key := range []string{"a", "b", "a"} {
+			results = append(results, r.AllowCappedIn(ctx, p, key, perHour10, capKey, capL))
+		}
+		if got := p.Len(); got != 3 {
+			t.Errorf("queued: got %d, want 3", got)
+		}
+		p.Exec(ctx)
+		for i, want := range []struct{ bucketLeft, capLeft int }{{9, 1}, {9, 0}, {-1, 0}} {
+			got, err := results[i]()
+			switch {
+			case err != nil:
+				t.Errorf("call %d: %v", i, err)
+			case want.bucketLeft < 0 && (got.Cap.Allowed || got.Bucket != Decision{}):
+				t.Errorf("call %d: got %+v, want refused by the cap, the bucket untouched", i, got)
+			case want.bucketLeft >= 0 && (!got.Bucket.Allowed || !got.Cap.Allowed || got.Bucket.Remaining != want.bucketLeft || got.Cap.Remaining != want.capLeft):
+				t.Errorf("call %d: got %+v, want granted with %d and %d left", i, got, want.bucketLeft, want.capLeft)
 			}
-			capKey := fmt.Sprint("cap", flush)
-			p := c.Pipeline()
-			var results []func() (Capped, error)
-			for _, key := range []string{"a", "b", "a"} {
-				results = append(results, r.AllowCappedIn(ctx, p, key, perHour10, capKey, capL))
-			}
-			if got := p.Len(); got != 3 {
-				t.Errorf("queued: got %d, want 3", got)
-			}
-			p.Exec(ctx)
-			for i, want := range []struct{ bucketLeft, capLeft int }{{9, 1}, {9, 0}, {-1, 0}} {
-				got, err := results[i]()
-				switch {
-				case err != nil:
-					t.Errorf("call %d: %v", i, err)
-				case want.bucketLeft < 0 && (got.Cap.Allowed || got.Bucket != Decision{}):
-					t.Errorf("call %d: got %+v, want refused by the cap, the bucket untouched", i, got)
-				case want.bucketLeft >= 0 && (!got.Bucket.Allowed || !got.Cap.Allowed || got.Bucket.Remaining != want.bucketLeft || got.Cap.Remaining != want.capLeft):
-					t.Errorf("call %d: got %+v, want granted with %d and %d left", i, got, want.bucketLeft, want.capLeft)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // TestRedisErrors: Redis errors and replies of the wrong shape come back
