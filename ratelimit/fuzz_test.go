@@ -13,13 +13,13 @@ import (
 // version), decision and capped return an error or Decisions within their
 // Limits' bounds, and never panic.
 func FuzzDecision(f *testing.F) {
-	f.Add(reply(1, 3), int64(1))
-	f.Add(reply(0, -0.5), int64(0))
-	f.Add(reply(1, math.Inf(1)), int64(1))
+	f.Add(pack(1, 3), int64(1))
+	f.Add(pack(0, -0.5), int64(0))
+	f.Add(pack(1, math.Inf(1)), int64(1))
 	f.Add("short", int64(1))
-	f.Add(reply(1, 3)+"x", int64(2))
-	f.Add(reply(1, 3)+reply(1, 2), int64(1))
-	f.Add(reply(0, 0)+reply(0, 0.5), int64(1))
+	f.Add(pack(1, 3)+"x", int64(2))
+	f.Add(pack(1, 3)+pack(1, 2), int64(1))
+	f.Add(pack(0, 0)+pack(0, 0.5), int64(1))
 	fast := Limit{Count: 5_000_000_000, Period: time.Second, Burst: 100}
 	f.Fuzz(func(t *testing.T, b string, n int64) {
 		for _, l := range []Limit{perHour10, fast} {

@@ -88,13 +88,21 @@ func (r *Redis) AllowNIn(ctx context.Context, p redis.Pipeliner, key string, l L
 	}
 	n = max(n, 0)
 	keys, args := r.scriptArgs(key, l, n)
+	reply := r.queue(ctx, p, keys, args)
+	return func() (Decision, error) { return decision(l, n, reply()) }
+}
+
+// queue queues the script on p (EVALSHA) and returns the function that
+// gives its reply once p has been executed, after running it again with
+// EVAL if the server had lost it.
+func (r *Redis) queue(ctx context.Context, p redis.Pipeliner, keys []string, args []any) func() *redis.Cmd {
 	cmd := bucketScript.EvalSha(ctx, p, keys, args...)
-	return func() (Decision, error) {
+	return func() *redis.Cmd {
 		if err := cmd.Err(); errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT") {
 			// EVALSHA failed before the script ran: nothing was taken.
 			cmd = bucketScript.Eval(ctx, r.c, keys, args...)
 		}
-		return decision(l, n, cmd)
+		return cmd
 	}
 }
 
@@ -120,25 +128,15 @@ func (r *Redis) AllowCapped(ctx context.Context, key string, l Limit, capKey str
 // does. l and capL must not be unlimited.
 func (r *Redis) AllowCappedIn(ctx context.Context, p redis.Pipeliner, key string, l Limit, capKey string, capL Limit) (result func() (Capped, error)) {
 	keys, args := r.cappedArgs(key, l, capKey, capL)
-	cmd := bucketScript.EvalSha(ctx, p, keys, args...)
-	return func() (Capped, error) {
-		if err := cmd.Err(); errors.Is(err, redis.ErrNoScript) || redis.HasErrorPrefix(err, "NOSCRIPT") {
-			cmd = bucketScript.Eval(ctx, r.c, keys, args...)
-		}
-		return capped(l, capL, cmd)
-	}
+	reply := r.queue(ctx, p, keys, args)
+	return func() (Capped, error) { return capped(l, capL, reply()) }
 }
 
 // cappedArgs are the KEYS and ARGV of redis.lua for a bucket under a cap.
 func (r *Redis) cappedArgs(key string, l Limit, capKey string, capL Limit) ([]string, []any) {
 	capName := r.prefix + "bucket:{" + capKey + "}"
-	var packed [24 + 16]byte
-	binary.LittleEndian.PutUint64(packed[0:], math.Float64bits(l.PerSecond()))
-	binary.LittleEndian.PutUint64(packed[8:], math.Float64bits(float64(l.Capacity())))
-	binary.LittleEndian.PutUint64(packed[16:], math.Float64bits(1))
-	binary.LittleEndian.PutUint64(packed[24:], math.Float64bits(capL.PerSecond()))
-	binary.LittleEndian.PutUint64(packed[32:], math.Float64bits(float64(capL.Capacity())))
-	return []string{capName + key, capName}, []any{string(packed[:24]), string(packed[24:])}
+	return []string{capName + key, capName},
+		[]any{pack(l.PerSecond(), float64(l.Capacity()), 1), pack(capL.PerSecond(), float64(capL.Capacity()))}
 }
 
 // scriptArgs are the KEYS and ARGV of redis.lua: the bucket's key, and
@@ -146,11 +144,17 @@ func (r *Redis) cappedArgs(key string, l Limit, capKey string, capL Limit) ([]st
 // burst is at most 999999999999999 and n is compared with it, so the
 // floats say what the ints do).
 func (r *Redis) scriptArgs(key string, l Limit, n int) ([]string, []any) {
-	var packed [24]byte
-	binary.LittleEndian.PutUint64(packed[0:], math.Float64bits(l.PerSecond()))
-	binary.LittleEndian.PutUint64(packed[8:], math.Float64bits(float64(l.Capacity())))
-	binary.LittleEndian.PutUint64(packed[16:], math.Float64bits(float64(n)))
-	return []string{r.prefix + "bucket:{" + key + "}"}, []any{string(packed[:])}
+	return []string{r.prefix + "bucket:{" + key + "}"},
+		[]any{pack(l.PerSecond(), float64(l.Capacity()), float64(n))}
+}
+
+// pack is fs as little-endian float64s, struct's "<d..." in redis.lua.
+func pack(fs ...float64) string {
+	b := make([]byte, 0, 24)
+	for _, f := range fs {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
+	}
+	return string(b)
 }
 
 // decision reads the script's reply for one bucket, allowed and tokens as
@@ -185,7 +189,7 @@ func capped(l, capL Limit, cmd *redis.Cmd) (Capped, error) {
 }
 
 // notAllowed is a packed 0, what the script replies for allowed 0.
-var notAllowed = string(binary.LittleEndian.AppendUint64(nil, math.Float64bits(0)))
+var notAllowed = pack(0)
 
 // packedReply is the script's reply, a string of size bytes.
 func packedReply(cmd *redis.Cmd, size int) (string, error) {

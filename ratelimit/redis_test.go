@@ -422,17 +422,17 @@ func TestRedisErrors(t *testing.T) {
 		name  string
 		reply any
 	}{
-		{"fail/not a string", []any{int64(1), packed(3)}},
+		{"fail/not a string", []any{int64(1), pack(3)}},
 		{"fail/an integer", int64(1)},
-		{"fail/short", packed(1) + "xyz"},
-		{"fail/long", reply(1, 3) + "x"},
-		{"fail/allowed out of range", reply(2, 3)},
-		{"fail/allowed not whole", reply(0.5, 3)},
-		{"fail/allowed NaN", reply(math.NaN(), 3)},
-		{"fail/tokens over the burst", reply(1, 11)},
-		{"fail/tokens far below zero", reply(1, -2)},
-		{"fail/tokens NaN", reply(1, math.NaN())},
-		{"fail/tokens infinite", reply(1, math.Inf(-1))},
+		{"fail/short", pack(1) + "xyz"},
+		{"fail/long", pack(1, 3) + "x"},
+		{"fail/allowed out of range", pack(2, 3)},
+		{"fail/allowed not whole", pack(0.5, 3)},
+		{"fail/allowed NaN", pack(math.NaN(), 3)},
+		{"fail/tokens over the burst", pack(1, 11)},
+		{"fail/tokens far below zero", pack(1, -2)},
+		{"fail/tokens NaN", pack(1, math.NaN())},
+		{"fail/tokens infinite", pack(1, math.Inf(-1))},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cmd := redis.NewCmd(ctx)
@@ -446,7 +446,7 @@ func TestRedisErrors(t *testing.T) {
 	// limit of more than 10^9 a second is more than a token.
 	fast := Limit{Count: 5_000_000_000, Period: time.Second, Burst: 100}
 	cmd := redis.NewCmd(ctx)
-	cmd.SetVal(reply(1, -4))
+	cmd.SetVal(pack(1, -4))
 	if d, err := decision(fast, 4, cmd); err != nil || !d.Allowed || d.Remaining != 0 {
 		t.Errorf("a take overdrawn by 4 at 5e9/s: got %+v, %v, want allowed, 0 remaining", d, err)
 	}
@@ -456,14 +456,4 @@ func TestRedisErrors(t *testing.T) {
 	if d, err := r.AllowN(ctx, "k", perHour10, 1); err == nil {
 		t.Errorf("Redis down: got %+v, want an error", d)
 	}
-}
-
-// packed is a float64 as the script packs it.
-func packed(f float64) string {
-	return string(binary.LittleEndian.AppendUint64(nil, math.Float64bits(f)))
-}
-
-// reply is the script's reply: allowed and tokens, packed.
-func reply(allowed, tokens float64) string {
-	return packed(allowed) + packed(tokens)
 }
