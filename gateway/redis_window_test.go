@@ -34,7 +34,10 @@ func TestRedisReplayAtWindowEnd(t *testing.T) {
 		return &r
 	}
 	a, b := realClock(), realClock()
-	// Warm both: connections made, script cached.
+	// Warm both: connections made, script cached. At the start of a
+	// second: iat has whole seconds, so a proof made late in one is too
+	// old for max_age 1s a few milliseconds into the next.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 5*time.Millisecond)))
 	for _, x := range []*env{a, b} {
 		e.clock.now = time.Now()
 		if res := x.do(x.signed("/api/x", token)); res.status != 200 {
