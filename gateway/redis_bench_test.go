@@ -30,7 +30,14 @@ func newTestBackends(tb testing.TB, addr string, timeout time.Duration) *redisBa
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c := redis.NewUniversalClient(o)
+	return newBackendsOn(tb, o, timeout)
+}
+
+// newBackendsOn are both backends on a client made as the gateway makes
+// it from o, with the prefix "bench:", for a redis.timeout of timeout.
+func newBackendsOn(tb testing.TB, o *redis.UniversalOptions, timeout time.Duration) *redisBackends {
+	tb.Helper()
+	c := newRedisClient(o)
 	tb.Cleanup(func() { c.Close() })
 	b := &redisBackends{
 		client:  c,

@@ -1,15 +1,17 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"strings"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"github.com/dpopgate/dpopgate/config"
 	"github.com/dpopgate/dpopgate/ratelimit"
 	"github.com/dpopgate/dpopgate/replay"
 	"github.com/dpopgate/dpopgate/replay/redistest"
@@ -26,130 +28,161 @@ while true do
 end
 return 1`
 
-// loseReply runs call while the Redis node at addr executes its command
-// and then drops the connection before the reply goes out: the node is
-// kept busy, call's command queues up behind the busy script, and a CLIENT
-// KILL queued after it is read in the same turn of the event loop, after
-// the command has run and before its reply is written.
-func loseReply(t *testing.T, addr string, call func()) {
-	t.Helper()
-	ctx := context.Background()
-	blocker := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
-	defer blocker.Close()
-	killer := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
-	defer killer.Close()
-	if err := killer.Ping(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
-	busy := make(chan struct{})
-	go func() {
-		defer close(busy)
-		blocker.Eval(ctx, busyScript, nil, 400000) // killed along with the others: no reply
-	}()
-	time.Sleep(100 * time.Millisecond)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		call()
-	}()
-	time.Sleep(100 * time.Millisecond)
-	if err := killer.Do(ctx, "client", "kill", "type", "normal", "skipme", "yes").Err(); err != nil {
-		t.Fatal(err)
-	}
-	<-done
-	<-busy
+// lossyDialer dials Redis for real and, once armed with a marker, loses
+// one reply: the first connection that then writes the marker (a key of
+// the command) waits for Redis's reply, which Redis sends only once it
+// has run the command, and instead of handing it on closes the
+// connection and fails the read as a reset connection does. A command
+// whose outcome is unknown to the client, though Redis ran it, every
+// time, whatever Redis or Valkey does while a script is busy.
+type lossyDialer struct {
+	mu     sync.Mutex
+	marker []byte // nil when not armed
+	lost   int    // replies lost so far
 }
 
-// TestRedisClusterNoResend: on a Redis Cluster, a claim or a decision
-// that Redis executed but whose reply was lost (a connection reset) is
-// an error, as on one server, not sent again: a second SET NX of the same
-// key would answer "already used" to the proof's first and only use, and
-// a second script would take a second token.
-func TestRedisClusterNoResend(t *testing.T) {
+// arm makes the next command that names marker lose its reply.
+func (d *lossyDialer) arm(marker string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.marker = []byte(marker)
+}
+
+// lostReplies is how many replies d has lost.
+func (d *lossyDialer) lostReplies() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lost
+}
+
+func (d *lossyDialer) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return &lossyConn{Conn: c, d: d}, nil
+}
+
+// takes reports whether the write p carries the armed marker, and
+// disarms d if so.
+func (d *lossyDialer) takes(p []byte) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.marker == nil || !bytes.Contains(p, d.marker) {
+		return false
+	}
+	d.marker = nil
+	d.lost++
+	return true
+}
+
+type lossyConn struct {
+	net.Conn
+	d    *lossyDialer
+	lose atomic.Bool // the next reply is lost
+}
+
+func (c *lossyConn) Write(p []byte) (int, error) {
+	if c.d.takes(p) {
+		c.lose.Store(true)
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *lossyConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && c.lose.Load() {
+		c.Conn.Close()
+		return 0, &net.OpError{Op: "read", Net: "tcp", Addr: c.RemoteAddr(), Err: syscall.ECONNRESET}
+	}
+	return n, err
+}
+
+// TestRedisNoResend: a claim or a decision that Redis ran but whose reply
+// was lost (a connection reset) is an error, not sent again, on one
+// server and on a Cluster: a second SET NX of the same key would answer
+// "already used" to the proof's first and only use, and a second script
+// would take a second token. (go-redis's ClusterClient sends a command
+// again after such a failure, up to MaxRedirects times, unless the
+// noResend hook stops it.)
+func TestRedisNoResend(t *testing.T) {
+	srv := redistest.Start(t)
 	cl := redistest.StartCluster(t)
-	e := newRedisEnv(t, "  mode: cluster\n  addrs: ["+strings.Join(cl.Addrs(), ", ")+"]\n  timeout: 2s\n", "fail_closed", "fail_closed")
-	b := e.gw.redis
-	ctx := t.Context()
-	admin := redis.NewClusterClient(&redis.ClusterOptions{Addrs: cl.Addrs()})
-	defer admin.Close()
-	nodeOf := func(key string) *redis.Client {
-		t.Helper()
-		n, err := admin.MasterForKey(ctx, key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
+	for _, tc := range []struct {
+		name string
+		rc   config.Redis
+	}{
+		{"server", config.Redis{URL: srv.URL()}},
+		{"cluster", config.Redis{Mode: "cluster", Addrs: cl.Addrs()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.rc.Timeout = config.Duration(2 * time.Second)
+			o, err := tc.rc.UniversalOptions()
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := &lossyDialer{}
+			o.Dialer = d.dial
+			b := newBackendsOn(t, o, time.Duration(tc.rc.Timeout))
+			ctx := t.Context()
+			l := ratelimit.Limit{Count: 100, Period: time.Hour}
+			// The script cached on every node, and the slot map loaded.
+			for _, k := range []string{"a", "b", "c", "d", "e", "f"} {
+				if a := b.claimAllowN(ctx, "warm"+k, time.Minute, "warm"+k, l, 1); a.claimErr != nil || a.limitErr != nil {
+					t.Fatal(a.claimErr, a.limitErr)
+				}
+			}
+			// claimed checks that the claim of key ran once, and failed
+			// with the connection's error.
+			claimed := func(t *testing.T, key string, err error) {
+				t.Helper()
+				if errors.Is(err, replay.ErrReplayed) {
+					t.Fatalf("a claim whose reply was lost was sent again, and answered %v, want the connection's error", err)
+				}
+				if !outcomeUnknown(err) {
+					t.Fatalf("claim error %v, want the lost reply's connection error", err)
+				}
+				if n := b.client.Exists(ctx, "bench:replay:{"+key+"}").Val(); n != 1 {
+					t.Fatalf("the claim's key exists %d times, want 1: Redis ran it", n)
+				}
+			}
+			// decided checks that the decision on key took one token
+			// once, and failed with the connection's error.
+			decided := func(t *testing.T, key string, err error) {
+				t.Helper()
+				if !outcomeUnknown(err) {
+					t.Fatalf("decision error %v, want the lost reply's connection error", err)
+				}
+				dc, err := b.AllowN(ctx, key, l, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if dc.Remaining != l.Count-1 {
+					t.Fatalf("a decision whose reply was lost: %d tokens left, want %d (one taken, once)", dc.Remaining, l.Count-1)
+				}
+			}
+			t.Run("claim", func(t *testing.T) {
+				d.arm("lost-claim")
+				claimed(t, "lost-claim", b.Claim(ctx, "lost-claim", time.Minute))
+			})
+			t.Run("decision", func(t *testing.T) {
+				d.arm("lost-decision")
+				_, err := b.AllowN(ctx, "lost-decision", l, 1)
+				decided(t, "lost-decision", err)
+			})
+			t.Run("pipeline", func(t *testing.T) {
+				// On a Cluster the claim and the bucket are on different
+				// nodes, or not: the marker is the claim's.
+				d.arm("lost-piped-claim")
+				a := b.claimAllowN(ctx, "lost-piped-claim", time.Minute, "piped-bucket", l, 1)
+				claimed(t, "lost-piped-claim", a.claimErr)
+				if a.limitErr == nil && a.decision.Remaining != l.Count-1 {
+					t.Fatalf("the pipelined decision left %d tokens, want %d", a.decision.Remaining, l.Count-1)
+				}
+			})
+			if n := d.lostReplies(); n != 3 {
+				t.Fatalf("%d replies lost, want 3: a command did not name its marker", n)
+			}
+		})
 	}
-	// Connections to every master, and the slot map, in place.
-	for i := range 30 {
-		if err := b.Claim(ctx, fmt.Sprintf("warm%d", i), time.Minute); err != nil {
-			t.Fatal(err)
-		}
-		// The script cached on every master, so that EVALSHA runs it, and
-		// pipeline connections too.
-		if _, err := b.AllowN(ctx, fmt.Sprintf("warm%d", i), ratelimit.Limit{Count: 1, Period: time.Second}, 1); err != nil {
-			t.Fatal(err)
-		}
-		if a := b.claimAllowN(ctx, fmt.Sprintf("warmpiped%d", i), time.Minute, "warm", ratelimit.Limit{Count: 1000, Period: time.Second}, 1); a.claimErr != nil || a.limitErr != nil {
-			t.Fatal(a.claimErr, a.limitErr)
-		}
-	}
-
-	t.Run("claim", func(t *testing.T) {
-		for i := range 5 {
-			key := fmt.Sprintf("proof%d", i)
-			node := nodeOf("dpopgate:replay:{" + key + "}")
-			var err error
-			loseReply(t, node.Options().Addr, func() { err = b.Claim(ctx, key, time.Minute) })
-			set := node.Exists(ctx, "dpopgate:replay:{"+key+"}").Val() == 1
-			t.Logf("attempt %d: claim error %v, key set %v", i, err, set)
-			if !set || err == nil {
-				continue // the kill came first: nothing to judge
-			}
-			if errors.Is(err, replay.ErrReplayed) {
-				t.Fatalf("a claim whose reply was lost was sent again, and answered %v, want the connection's error", err)
-			}
-			return
-		}
-		t.Skip("never lost a reply after the SET ran")
-	})
-
-	t.Run("pipeline", func(t *testing.T) {
-		l := ratelimit.Limit{Count: 100, Period: time.Hour}
-		for i := range 5 {
-			key := fmt.Sprintf("piped%d", i)
-			node := nodeOf("dpopgate:replay:{" + key + "}")
-			var a admission
-			loseReply(t, node.Options().Addr, func() { a = b.claimAllowN(ctx, key, time.Minute, key, l, 1) })
-			set := node.Exists(ctx, "dpopgate:replay:{"+key+"}").Val() == 1
-			t.Logf("attempt %d: claim error %v, key set %v", i, a.claimErr, set)
-			if !set || a.claimErr == nil {
-				continue
-			}
-			if errors.Is(a.claimErr, replay.ErrReplayed) {
-				t.Fatalf("a pipelined claim whose reply was lost was sent again, and answered %v, want the connection's error", a.claimErr)
-			}
-			return
-		}
-		t.Skip("never lost a reply after the SET ran")
-	})
-
-	t.Run("decision", func(t *testing.T) {
-		l := ratelimit.Limit{Count: 100, Period: time.Hour}
-		for i := range 3 {
-			key := fmt.Sprintf("client%d", i)
-			full := "dpopgate:bucket:{" + key + "}"
-			node := nodeOf(full)
-			var err error
-			loseReply(t, node.Options().Addr, func() { _, err = b.AllowN(ctx, key, l, 1) })
-			d, derr := b.AllowN(ctx, key, l, 0)
-			if derr != nil {
-				t.Fatal(derr)
-			}
-			t.Logf("attempt %d: decision error %v, %d left", i, err, d.Remaining)
-			if d.Remaining < 99 {
-				t.Fatalf("a decision whose reply was lost: %d tokens left, want 99 or 100 (one taken at most once)", d.Remaining)
-			}
-		}
-	})
 }
