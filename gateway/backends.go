@@ -133,13 +133,19 @@ func (g *Gateway) claimAndLimit(ctx context.Context, s *snapshot, x *exchange, p
 	return &a
 }
 
-// Redis operations, as the metrics label them.
+// redisCall is a kind of Redis round trip, as the metrics count it.
+type redisCall uint8
+
 const (
-	opClaim         = "claim"          // a replay claim alone
-	opDecision      = "decision"       // a rate-limit decision alone
-	opClaimDecision = "claim_decision" // both, pipelined
-	opPing          = "ping"           // /readyz
+	opClaim         redisCall = iota // a replay claim alone
+	opDecision                       // a rate-limit decision alone
+	opClaimDecision                  // both, pipelined
+	opPing                           // /readyz
+	redisCalls
 )
+
+// redisCallLabels are the redisCalls' op labels.
+var redisCallLabels = [redisCalls]string{"claim", "decision", "claim_decision", "ping"}
 
 // Claim is replay.Redis.Claim within redis.timeout, batched with the
 // other requests' Redis work.

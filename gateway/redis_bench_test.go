@@ -64,7 +64,9 @@ func newBackendsOn(tb testing.TB, o *redis.UniversalOptions, timeout time.Durati
 // script that only returns, what Redis's scripting costs before the
 // script does anything. time-get-set-script is the floor of any token
 // bucket on Redis's clock: a script that runs TIME, GET and SET ... PX on
-// one key with constant values and does no arithmetic. Run it with:
+// one key with constant values and does no arithmetic.
+// decision-limiter-alone is the decision's ratelimit.Redis call without
+// the gateway's part (its batching, deadline and metrics). Run it with:
 //
 //	go test -run '^$' -bench RedisRoundTrip -count 5 ./gateway/
 func BenchmarkRedisRoundTrip(b *testing.B) {
@@ -106,6 +108,10 @@ func BenchmarkRedisRoundTrip(b *testing.B) {
 		}},
 		{"decision", func(key string) error {
 			_, err := be.AllowN(ctx, "route|client|iss|agent", l, 1)
+			return err
+		}},
+		{"decision-limiter-alone", func(key string) error {
+			_, err := be.limits.AllowN(ctx, "route|client|iss|agent", l, 1)
 			return err
 		}},
 		{"decision-under-cap", func(key string) error {

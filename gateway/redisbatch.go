@@ -278,7 +278,7 @@ func (rb *redisBatch) send(ctx context.Context, batch []*redisOp) {
 }
 
 // opBatch labels a batch by its first operation's kind.
-func opBatch(claim, decide bool) string {
+func opBatch(claim, decide bool) redisCall {
 	switch {
 	case claim && decide:
 		return opClaimDecision
