@@ -3,11 +3,15 @@
 # under valgrind's callgrind: a count that, unlike a time, does not move
 # with the machine's load. It is how the figures in redis.lua were taken.
 #
-#   ratelimit/testdata/callgrind.sh [one|capped|floor|text] [script.lua]
+#   ratelimit/testdata/callgrind.sh [one|capped|floor|lean|text] [script.lua]
 #
 # one     a granted take from one bucket at 1000/s (the default)
 # capped  a granted take from a bucket under a cap, both at 1000/s
 # floor   a script that runs TIME, GET and SET ... PX with constants
+# lean    as one, on the leanest script that still reads the bucket,
+#         refills it, takes the tokens and writes it back with its expiry
+#         (no limit change, no clock going back, no refusal, no cap): what
+#         the arithmetic costs at the least
 # text    as one, with the arguments as text (rate, burst, n), as the
 #         script before 0f0ffa9 took them
 #
@@ -22,6 +26,26 @@ trap 'kill "$vp" 2>/dev/null || true; rm -rf "$tmp"' EXIT
 if [ "$mode" = floor ]; then
   script=$tmp/floor.lua
   echo 'redis.call("TIME") redis.call("GET", KEYS[1]) redis.call("SET", KEYS[1], "0123456789abcdef0123456789abcdef", "PX", "60000") return 1' > "$script"
+elif [ "$mode" = lean ]; then
+  script=$tmp/lean.lua
+  cat > "$script" <<'LUA'
+local t = redis.call("TIME")
+local now = t[1] * 1000000 + t[2]
+local key = KEYS[1]
+local rate, burst, n = struct.unpack("<ddd", ARGV[1])
+local state = redis.call("GET", key)
+local tokens = burst
+if state then
+	local last, r, b
+	tokens, last, r, b = struct.unpack("<dddd", state)
+	tokens = tokens + (now - last) / 1e6 * r
+	if tokens > burst then tokens = burst end
+end
+tokens = tokens - n
+local ms = math.ceil((burst - tokens) / rate * 1000)
+redis.call("SET", key, struct.pack("<dddd", tokens, now, rate, burst), "PX", string.format("%d", ms))
+return struct.pack("<dd", 1, tokens)
+LUA
 fi
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out" --instr-atstart=no \
