@@ -182,3 +182,62 @@ func usecPerCall(info, cmd string) (float64, bool) {
 	}
 	return 0, false
 }
+
+// BenchmarkRedisInterleaved runs the time-get-set-script floor, the
+// limiter's decision alone and the gateway's decision in turn in every
+// iteration, each right after a bare SET NX, so that the three see the
+// same moments of the machine and can be read against each other:
+// x-floor, x-limiter and x-gateway are each one's time over the bare
+// round trips'. (BenchmarkRedisRoundTrip's rows run one after another,
+// and the machine's state moves between them.) Run it with:
+//
+//	go test -run '^$' -bench RedisInterleaved -benchtime 10000x -count 5 ./gateway/
+func BenchmarkRedisInterleaved(b *testing.B) {
+	srv := redistest.Start(b)
+	be := newBenchBackends(b, srv.Addr())
+	ctx := context.Background()
+	l := ratelimit.Limit{Count: 1000, Period: time.Second, Burst: 1 << 30}
+	floor := redis.NewScript(`redis.call("TIME") redis.call("GET", KEYS[1]) ` +
+		`redis.call("SET", KEYS[1], "0123456789abcdef0123456789abcdef", "PX", "60000") return 1`)
+	ops := []struct {
+		unit string
+		do   func() error
+	}{
+		{"x-floor", func() error { return floor.Run(ctx, be.client, []string{"floor"}).Err() }},
+		{"x-limiter", func() error {
+			_, err := be.limits.AllowN(ctx, "limiter", l, 1)
+			return err
+		}},
+		{"x-gateway", func() error {
+			_, err := be.AllowN(ctx, "gateway", l, 1)
+			return err
+		}},
+	}
+	for _, op := range ops { // loads the scripts
+		if err := op.do(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	prefix := "bare:" + strconv.FormatInt(time.Now().UnixNano(), 36) + ":"
+	var bare time.Duration
+	spent := make([]time.Duration, len(ops))
+	i := 0
+	for b.Loop() {
+		for j, op := range ops {
+			i++
+			t0 := time.Now()
+			if err := be.client.Do(ctx, "set", prefix+strconv.Itoa(i), "1", "nx", "px", 60000).Err(); err != nil {
+				b.Fatal(err)
+			}
+			t1 := time.Now()
+			if err := op.do(); err != nil {
+				b.Fatal(err)
+			}
+			bare += t1.Sub(t0)
+			spent[j] += time.Since(t1)
+		}
+	}
+	for j, op := range ops {
+		b.ReportMetric(float64(spent[j])*float64(len(ops))/float64(bare), op.unit)
+	}
+}
