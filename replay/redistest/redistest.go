@@ -40,6 +40,7 @@ type Server struct {
 	conf string      // a config file to start from ("" for none)
 	args []string    // extra arguments (cluster mode, replication, TLS)
 	tls  *tls.Config // non-nil: the server speaks TLS only, and this is how to reach it
+	auth string      // the default user's password, "" for none
 
 	mu     sync.Mutex
 	cmd    *exec.Cmd     // nil while stopped
@@ -69,10 +70,23 @@ func startConf(t testing.TB, dir, conf string, args ...string) *Server {
 // tc, if tc is not nil.
 func startWith(t testing.TB, dir, conf string, tc *tls.Config, args ...string) *Server {
 	t.Helper()
+	return startServer(t, &Server{dir: dir, conf: conf, tls: tc, args: args})
+}
+
+// startAuth is startConf for a server whose default user has the password
+// auth (which args or conf must set), if not "".
+func startAuth(t testing.TB, dir, conf, auth string, args ...string) *Server {
+	t.Helper()
+	return startServer(t, &Server{dir: dir, conf: conf, auth: auth, args: args})
+}
+
+// startServer starts s, as its fields say, on a free port.
+func startServer(t testing.TB, s *Server) *Server {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server not on PATH; .ci/run installs it")
 	}
-	s := &Server{t: t, dir: dir, conf: conf, tls: tc, args: args}
+	s.t = t
 	t.Cleanup(s.Stop)
 	// A free port can be taken by someone else between our probe and the
 	// server's bind; try a few.
@@ -289,13 +303,19 @@ func command(addr string, args ...string) (string, error) {
 	return commandTLS(addr, nil, args...)
 }
 
-// command is command on s, over TLS for a TLS server.
+// command is command on s, over TLS for a TLS server, authenticated for
+// one that asks for a password.
 func (s *Server) command(args ...string) (string, error) {
-	return commandTLS(s.Addr(), s.tls, args...)
+	return commandAuth(s.Addr(), s.tls, s.auth, args...)
 }
 
 // commandTLS is command over TLS with tc, or plain TCP if tc is nil.
 func commandTLS(addr string, tc *tls.Config, args ...string) (string, error) {
+	return commandAuth(addr, tc, "", args...)
+}
+
+// commandAuth is commandTLS after AUTH password, unless password is "".
+func commandAuth(addr string, tc *tls.Config, password string, args ...string) (string, error) {
 	d := &net.Dialer{Timeout: time.Second}
 	var conn net.Conn
 	var err error
@@ -309,10 +329,18 @@ func commandTLS(addr string, tc *tls.Config, args ...string) (string, error) {
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(2 * time.Second))
+	br := bufio.NewReader(conn)
+	if password != "" {
+		if _, err := fmt.Fprintf(conn, "AUTH %s\r\n", password); err != nil {
+			return "", err
+		}
+		if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
+			return "", fmt.Errorf("AUTH: %q %v", strings.TrimSpace(line), err)
+		}
+	}
 	if _, err := fmt.Fprintf(conn, "%s\r\n", strings.Join(args, " ")); err != nil {
 		return "", err
 	}
-	br := bufio.NewReader(conn)
 	line, err := br.ReadString('\n')
 	if err != nil {
 		return "", err
@@ -355,6 +383,15 @@ type Sentinel struct {
 // Sentinel knows it. The servers are stopped when the test ends.
 func StartSentinel(t testing.TB) *Sentinel {
 	t.Helper()
+	return StartSentinelAuth(t, "", "")
+}
+
+// StartSentinelAuth is StartSentinel with passwords: password for the
+// primary's and the replica's default user (requirepass; the replica and
+// the Sentinel authenticate to them with it), and sentinelPassword for the
+// Sentinel's own (its requirepass). "" is none.
+func StartSentinelAuth(t testing.TB, password, sentinelPassword string) *Sentinel {
+	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
 		t.Skip("redis-server not on PATH; .ci/run installs it")
 	}
@@ -367,18 +404,28 @@ func StartSentinel(t testing.TB) *Sentinel {
 		return d
 	}
 	s := &Sentinel{MasterName: "dpopgate"}
-	s.Primary = start(t, dir("primary"))
-	s.Replica = start(t, dir("replica"), "--replicaof", "127.0.0.1", strconv.Itoa(s.Primary.port))
+	var auth []string
+	if password != "" {
+		auth = []string{"--requirepass", password, "--masterauth", password}
+	}
+	s.Primary = startAuth(t, dir("primary"), "", password, auth...)
+	s.Replica = startAuth(t, dir("replica"), "", password, append(auth, "--replicaof", "127.0.0.1", strconv.Itoa(s.Primary.port))...)
 	waitInfo(t, s.Replica, "replication", "master_link_status:up")
 	sdir := dir("sentinel")
 	conf := filepath.Join(sdir, "sentinel.conf") // the Sentinel rewrites it
 	monitor := fmt.Sprintf("sentinel monitor %[1]s 127.0.0.1 %[2]d 1\n"+
 		"sentinel down-after-milliseconds %[1]s 1000\n"+
 		"sentinel failover-timeout %[1]s 10000\n", s.MasterName, s.Primary.port)
+	if password != "" {
+		monitor += fmt.Sprintf("sentinel auth-pass %s %s\n", s.MasterName, password)
+	}
+	if sentinelPassword != "" {
+		monitor += "requirepass " + sentinelPassword + "\n"
+	}
 	if err := os.WriteFile(conf, []byte(monitor), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.Sentinel = startConf(t, sdir, conf, "--sentinel")
+	s.Sentinel = startAuth(t, sdir, conf, sentinelPassword, "--sentinel")
 	waitInfo(t, s.Sentinel, "sentinel", "address="+s.Primary.Addr()+",slaves=1,")
 	return s
 }
@@ -391,7 +438,7 @@ func (s *Sentinel) Failover() {
 	// replica itself, a few seconds after it first heard of it.
 	deadline := time.Now().Add(startTimeout)
 	for {
-		reply, err := command(s.Sentinel.Addr(), "SENTINEL", "FAILOVER", s.MasterName)
+		reply, err := s.Sentinel.command("SENTINEL", "FAILOVER", s.MasterName)
 		if err == nil && reply == "+OK" {
 			break
 		}

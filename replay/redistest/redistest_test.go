@@ -64,3 +64,19 @@ func TestStartTLS(t *testing.T) {
 		t.Errorf("PING over TLS without a client certificate: got %q, want a refusal", got)
 	}
 }
+
+func TestStartSentinelAuth(t *testing.T) {
+	s := StartSentinelAuth(t, "data-pw", "sentinel-pw")
+	for _, srv := range []*Server{s.Primary, s.Replica, s.Sentinel} {
+		if got, _ := command(srv.Addr(), "PING"); !strings.HasPrefix(got, "-NOAUTH") {
+			t.Errorf("%s: PING without AUTH: got %q, want -NOAUTH", srv.Addr(), got)
+		}
+		if got, err := srv.command("PING"); err != nil || got != "+PONG" {
+			t.Errorf("%s: PING after AUTH: got %q, %v, want +PONG", srv.Addr(), got, err)
+		}
+	}
+	if got, err := s.Sentinel.command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.MasterName); err != nil || strings.HasPrefix(got, "-") {
+		t.Fatalf("the Sentinel, authenticated: got %q, %v", got, err)
+	}
+	s.Failover()
+}
