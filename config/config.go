@@ -191,13 +191,17 @@ type Redis struct {
 	Addrs      []string `yaml:"addrs" json:"addrs"`             // host:port each
 	Mode       string   `yaml:"mode" json:"mode"`               // single (default) | cluster | sentinel
 	MasterName string   `yaml:"master_name" json:"master_name"` // sentinel only, required there
-	Username   string   `yaml:"username" json:"username"`       //
-	Password   string   `yaml:"password" json:"password" env:"REDIS_PASSWORD"`
-	DB         int      `yaml:"db" json:"db"`               // 0 in cluster mode
-	Prefix     string   `yaml:"prefix" json:"prefix"`       // key prefix, default "dpopgate:"
-	PoolSize   int      `yaml:"pool_size" json:"pool_size"` // 0: the library's default
-	Timeout    Duration `yaml:"timeout" json:"timeout"`     // per call, default 200ms
-	TLS        RedisTLS `yaml:"tls" json:"tls"`
+	// The Sentinels' own credentials, when they ask for them (their
+	// requirepass or an ACL user); sentinel only.
+	SentinelUsername string   `yaml:"sentinel_username" json:"sentinel_username"`
+	SentinelPassword string   `yaml:"sentinel_password" json:"sentinel_password" env:"REDIS_SENTINEL_PASSWORD"`
+	Username         string   `yaml:"username" json:"username"` //
+	Password         string   `yaml:"password" json:"password" env:"REDIS_PASSWORD"`
+	DB               int      `yaml:"db" json:"db"`               // 0 in cluster mode
+	Prefix           string   `yaml:"prefix" json:"prefix"`       // key prefix, default "dpopgate:"
+	PoolSize         int      `yaml:"pool_size" json:"pool_size"` // 0: the library's default
+	Timeout          Duration `yaml:"timeout" json:"timeout"`     // per call, default 200ms
+	TLS              RedisTLS `yaml:"tls" json:"tls"`
 }
 
 // RedisTLS is TLS to Redis. A rediss:// url turns it on; with addrs,

@@ -159,6 +159,12 @@ func TestEnv(t *testing.T) {
 				expect(c.Redis.URL, "redis://redis:6379/0") + expect(c.Redis.Password, "pw") +
 				expect(c.Log.Level, "debug") + expect(c.DPoP.Nonce.Secret, strings.Repeat("k", 32))
 		}, ""},
+		{"ok/sentinel-password", "redis: {addrs: [\"s:26379\"], mode: sentinel, master_name: m}\n",
+			map[string]string{"DPOPGATE_REDIS_PASSWORD": "pw", "DPOPGATE_REDIS_SENTINEL_PASSWORD": "spw"}, func(c *Config) string {
+				return expect(c.Redis.Password, "pw") + expect(c.Redis.SentinelPassword, "spw")
+			}, ""},
+		{"fail/sentinel-password-without-sentinel", "", map[string]string{"DPOPGATE_REDIS_SENTINEL_PASSWORD": "spw"}, nil,
+			`t.yaml: redis.sentinel_password: is only used with redis.mode sentinel (from DPOPGATE_REDIS_SENTINEL_PASSWORD)`},
 		{"ok/other-variables-ignored", "", map[string]string{"DPOPGATE_CONFIG": "x.yaml", "DPOPGATE_SERVER_LISTEN": ":9", "LISTEN": ":9"}, func(c *Config) string {
 			return expect(c.Server.Listen, ":8080")
 		}, ""},

@@ -21,8 +21,9 @@ import (
 //     password, db and pool query parameters apply; a non-empty password
 //     key (or DPOPGATE_REDIS_PASSWORD) replaces the URL's password.
 //   - addrs: mode cluster sets IsClusterMode (so even one seed address is
-//     a cluster), mode sentinel sets MasterName; username, password and db
-//     apply.
+//     a cluster), mode sentinel sets MasterName and the Sentinels' own
+//     sentinel_username and sentinel_password; username, password and db
+//     apply (to the servers, not to the Sentinels).
 //   - tls: on with a rediss:// url or tls.enabled, at TLS 1.2 or later,
 //     verifying the server's certificate for the host dialled (or
 //     server_name) against ca_file if set (else the system's roots), and
@@ -69,6 +70,7 @@ func (r Redis) UniversalOptions() (*redis.UniversalOptions, error) {
 			o.IsClusterMode = true
 		case RedisSentinel:
 			o.MasterName = r.MasterName
+			o.SentinelUsername, o.SentinelPassword = r.SentinelUsername, r.SentinelPassword
 		}
 	default:
 		return nil, errors.New("redis: neither url nor addrs is set")

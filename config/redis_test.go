@@ -63,7 +63,14 @@ func TestRedisUniversalOptions(t *testing.T) {
 		}},
 		{"ok/addrs-sentinel", Redis{Addrs: []string{"s1:26379", "s2:26379"}, Mode: RedisSentinel, MasterName: "mymaster", DB: 1},
 			func(o *redis.UniversalOptions) string {
-				return same("MasterName", o.MasterName, "mymaster") + same("IsClusterMode", o.IsClusterMode, false) + same("DB", o.DB, 1)
+				return same("MasterName", o.MasterName, "mymaster") + same("IsClusterMode", o.IsClusterMode, false) + same("DB", o.DB, 1) +
+					same("SentinelPassword", o.SentinelPassword, "")
+			}},
+		{"ok/addrs-sentinel-auth", Redis{Addrs: []string{"s1:26379"}, Mode: RedisSentinel, MasterName: "m", Username: "u", Password: "p",
+			SentinelUsername: "su", SentinelPassword: "sp"},
+			func(o *redis.UniversalOptions) string {
+				return same("Username", o.Username, "u") + same("Password", o.Password, "p") +
+					same("SentinelUsername", o.SentinelUsername, "su") + same("SentinelPassword", o.SentinelPassword, "sp")
 			}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

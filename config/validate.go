@@ -201,8 +201,14 @@ func (c *Config) checkRedis(p *problems) {
 	}
 	if r.Mode == RedisSentinel {
 		required(p, "redis.master_name", r.MasterName)
-	} else if r.MasterName != "" {
-		p.add("redis.master_name", "is only used with redis.mode sentinel")
+	} else {
+		for _, k := range []struct{ path, value string }{
+			{"redis.master_name", r.MasterName}, {"redis.sentinel_username", r.SentinelUsername}, {"redis.sentinel_password", r.SentinelPassword},
+		} {
+			if k.value != "" {
+				p.add(k.path, "is only used with redis.mode sentinel")
+			}
+		}
 	}
 	if r.Mode == RedisCluster && r.DB != 0 {
 		p.add("redis.db", "must be 0 in cluster mode, got %d", r.DB)

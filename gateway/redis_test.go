@@ -674,3 +674,39 @@ func TestRedisBatch(t *testing.T) {
 		t.Fatalf("the cancelled request's key was claimed: %v", err)
 	}
 }
+
+// TestRedisSentinelAuth: Sentinels that ask for a password of their own
+// (requirepass, as Helm charts set by default) in front of servers that
+// ask for theirs: with redis.sentinel_password and redis.password the
+// gateway works; without the Sentinels' password it cannot find the
+// primary, and says so.
+func TestRedisSentinelAuth(t *testing.T) {
+	s := redistest.StartSentinelAuth(t, "data-pw", "sentinel-pw")
+	section := "  mode: sentinel\n  master_name: " + s.MasterName + "\n  addrs: [" + s.Sentinel.Addr() + "]\n  timeout: 500ms\n  password: data-pw\n"
+	t.Run("with", func(t *testing.T) {
+		e := newRedisEnv(t, section+"  sentinel_password: sentinel-pw\n", "fail_closed", "fail_closed")
+		r := e.signed("/api/x", e.token(nil))
+		if res := e.do(r); res.status != 200 || res.header.Get("X-RateLimit-Remaining") != "99" {
+			t.Fatalf("got %d %q %s, want 200 with 99 left", res.status, res.header.Get("X-RateLimit-Remaining"), res.body)
+		}
+		if res := e.do(e.resend(r)); !isReplayed(res) {
+			t.Fatalf("replay: got %d %s, want 401 already used", res.status, res.body)
+		}
+		if status, check := readyz(t, e); status != 200 || check != "ok" {
+			t.Fatalf("readyz: got %d, redis check %q, want 200, ok", status, check)
+		}
+	})
+	t.Run("without", func(t *testing.T) {
+		e := newRedisEnv(t, section, "fail_closed", "fail_closed")
+		if res := e.do(e.signed("/api/x", e.token(nil))); res.status != 503 {
+			t.Fatalf("got %d %s, want 503: the Sentinel refuses an unauthenticated client", res.status, res.body)
+		}
+		status, check := readyz(t, e)
+		if status != 503 || !strings.Contains(check, "NOAUTH") {
+			t.Fatalf("readyz: got %d, redis check %q, want 503 saying NOAUTH", status, check)
+		}
+		if strings.Contains(check, "pw") {
+			t.Fatalf("readyz shows a password: %q", check)
+		}
+	})
+}
