@@ -45,7 +45,8 @@ func readmeACL(t *testing.T, password string) [][]any {
 }
 
 // TestRedisLeastPrivilege: the gateway works on a Redis user made with the
-// README's ACL lines, on one server and on a Cluster: DPoP requests (a
+// README's ACL lines, on one server, on a Cluster and on the servers
+// under a Sentinel: DPoP requests (a
 // claim and a decision pipelined), a replayed proof, anonymous requests
 // under anonymous_ip_cap (the capped script), /readyz, and the script sent
 // again with EVAL after SCRIPT FLUSH; and Redis refused none of it
@@ -55,6 +56,7 @@ func TestRedisLeastPrivilege(t *testing.T) {
 	const password = "acl-test-password"
 	srv := redistest.Start(t)
 	cl := redistest.StartCluster(t)
+	sn := redistest.StartSentinel(t)
 	for _, tc := range []struct {
 		name  string
 		redis string // the body of the redis section, without credentials
@@ -62,6 +64,8 @@ func TestRedisLeastPrivilege(t *testing.T) {
 	}{
 		{"server", "  url: " + srv.URL() + "\n", []string{srv.Addr()}},
 		{"cluster", "  mode: cluster\n  addrs: [" + strings.Join(cl.Addrs(), ", ") + "]\n", cl.Addrs()},
+		{"sentinel", "  mode: sentinel\n  master_name: " + sn.MasterName + "\n  addrs: [" + sn.Sentinel.Addr() + "]\n",
+			[]string{sn.Primary.Addr(), sn.Replica.Addr()}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := context.Background()
