@@ -452,16 +452,7 @@ func TestRedisTLS(t *testing.T) {
 	srv, f := redistest.StartTLS(t)
 	section := func(tls string) string { return "  url: " + srv.URL() + "\n  tls: {" + tls + "}\n" }
 	e := newRedisEnv(t, section("ca_file: "+f.CA+", cert_file: "+f.ClientCert+", key_file: "+f.ClientKey), "fail_closed", "fail_closed")
-	r := e.signed("/api/x", e.token(nil))
-	if res := e.do(r); res.status != 200 || res.header.Get("X-RateLimit-Remaining") != "99" {
-		t.Fatalf("over TLS: got %d %q %s, want 200 with 99 left", res.status, res.header.Get("X-RateLimit-Remaining"), res.body)
-	}
-	if res := e.do(e.resend(r)); !isReplayed(res) {
-		t.Fatalf("replay over TLS: got %d %s, want 401 already used", res.status, res.body)
-	}
-	if status, check := readyz(t, e); status != 200 || check != "ok" {
-		t.Fatalf("readyz over TLS: got %d, redis check %q, want 200, ok", status, check)
-	}
+	wantWorking(t, e, "over TLS")
 
 	// The certificate names localhost too: a server_name it carries is
 	// checked instead of the address dialled.
@@ -685,16 +676,7 @@ func TestRedisSentinelAuth(t *testing.T) {
 	section := "  mode: sentinel\n  master_name: " + s.MasterName + "\n  addrs: [" + s.Sentinel.Addr() + "]\n  timeout: 500ms\n  password: data-pw\n"
 	t.Run("with", func(t *testing.T) {
 		e := newRedisEnv(t, section+"  sentinel_password: sentinel-pw\n", "fail_closed", "fail_closed")
-		r := e.signed("/api/x", e.token(nil))
-		if res := e.do(r); res.status != 200 || res.header.Get("X-RateLimit-Remaining") != "99" {
-			t.Fatalf("got %d %q %s, want 200 with 99 left", res.status, res.header.Get("X-RateLimit-Remaining"), res.body)
-		}
-		if res := e.do(e.resend(r)); !isReplayed(res) {
-			t.Fatalf("replay: got %d %s, want 401 already used", res.status, res.body)
-		}
-		if status, check := readyz(t, e); status != 200 || check != "ok" {
-			t.Fatalf("readyz: got %d, redis check %q, want 200, ok", status, check)
-		}
+		wantWorking(t, e, "with the Sentinels' password")
 	})
 	t.Run("without", func(t *testing.T) {
 		e := newRedisEnv(t, section, "fail_closed", "fail_closed")
@@ -709,4 +691,21 @@ func TestRedisSentinelAuth(t *testing.T) {
 			t.Fatalf("readyz shows a password: %q", check)
 		}
 	})
+}
+
+// wantWorking checks that e, new, works on its Redis (where says how it
+// reaches it): a DPoP request goes through with 99 of the client's 100
+// left, its proof sent again is refused, and /readyz is ok.
+func wantWorking(t *testing.T, e *env, where string) {
+	t.Helper()
+	r := e.signed("/api/x", e.token(nil))
+	if res := e.do(r); res.status != 200 || res.header.Get("X-RateLimit-Remaining") != "99" {
+		t.Fatalf("%s: got %d %q %s, want 200 with 99 left", where, res.status, res.header.Get("X-RateLimit-Remaining"), res.body)
+	}
+	if res := e.do(e.resend(r)); !isReplayed(res) {
+		t.Fatalf("replay %s: got %d %s, want 401 already used", where, res.status, res.body)
+	}
+	if status, check := readyz(t, e); status != 200 || check != "ok" {
+		t.Fatalf("readyz %s: got %d, redis check %q, want 200, ok", where, status, check)
+	}
 }
