@@ -28,6 +28,14 @@ func TestRedisUniversalOptions(t *testing.T) {
 			return same("Addrs", strings.Join(o.Addrs, ","), "cache:6380") + same("Username", o.Username, "user") + same("Password", o.Password, "pw") +
 				same("DB", o.DB, 2) + same("TLSConfig == nil", o.TLSConfig == nil, true) + same("IsClusterMode", o.IsClusterMode, false) + same("MasterName", o.MasterName, "")
 		}},
+		{"ok/url-username-key", Redis{URL: "redis://cache:6380/2", Username: "dpopgate", Password: "pw"}, func(o *redis.UniversalOptions) string {
+			// Else go-redis logs in as default, which may take any
+			// password, and the gateway runs with its rights.
+			return same("Username", o.Username, "dpopgate") + same("Password", o.Password, "pw") + same("DB", o.DB, 2)
+		}},
+		{"ok/url-username-key-over-url", Redis{URL: "redis://other:x@cache:6380/2", Username: "dpopgate"}, func(o *redis.UniversalOptions) string {
+			return same("Username", o.Username, "dpopgate") + same("Password", o.Password, "x")
+		}},
 		{"ok/url-default-port", Redis{URL: "redis://cache"}, func(o *redis.UniversalOptions) string {
 			return same("Addrs", strings.Join(o.Addrs, ","), "cache:6379") + same("DB", o.DB, 0)
 		}},
