@@ -184,8 +184,9 @@ const (
 // Redis is the shared store for replay and rate-limit state. Either URL
 // (one server) or Addrs (one server, a cluster, or sentinels) is used,
 // never both. Username, Password and DB apply to Addrs; with URL, a
-// non-empty Password (typically from DPOPGATE_REDIS_PASSWORD) overrides the
-// URL's.
+// non-empty Username or Password (typically from DPOPGATE_REDIS_PASSWORD)
+// overrides the URL's, and DB must stay 0 (the URL's path is the
+// database).
 type Redis struct {
 	URL        string   `yaml:"url" json:"url" env:"REDIS_URL"` // redis:// or rediss://
 	Addrs      []string `yaml:"addrs" json:"addrs"`             // host:port each

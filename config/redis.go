@@ -18,8 +18,9 @@ import (
 //
 //   - url: parsed by redis.ParseURL, so rediss:// keeps its TLS config
 //     (server name from the URL, TLS 1.2 at least), and the URL's user,
-//     password, db and pool query parameters apply; a non-empty password
-//     key (or DPOPGATE_REDIS_PASSWORD) replaces the URL's password.
+//     password, db and pool query parameters apply; a non-empty username
+//     key replaces the URL's user, and a non-empty password key (or
+//     DPOPGATE_REDIS_PASSWORD) the URL's password.
 //   - addrs: mode cluster sets IsClusterMode (so even one seed address is
 //     a cluster), mode sentinel sets MasterName and the Sentinels' own
 //     sentinel_username and sentinel_password; username, password and db
@@ -58,6 +59,9 @@ func (r Redis) UniversalOptions() (*redis.UniversalOptions, error) {
 		o.PoolSize = u.PoolSize
 		o.MinIdleConns, o.MaxIdleConns, o.MaxActiveConns = u.MinIdleConns, u.MaxIdleConns, u.MaxActiveConns
 		o.ConnMaxIdleTime, o.ConnMaxLifetime = u.ConnMaxIdleTime, u.ConnMaxLifetime
+		if r.Username != "" {
+			o.Username = r.Username
+		}
 		if r.Password != "" {
 			o.Password = r.Password
 		}

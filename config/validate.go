@@ -176,6 +176,9 @@ func (c *Config) checkRedis(p *problems) {
 	}
 	if r.URL != "" {
 		redisURL(p, r.URL)
+		if r.DB != 0 {
+			p.add("redis.db", "is for redis.addrs; with redis.url, the database is the URL's path, as in redis://host:6379/2")
+		}
 	}
 	for i, a := range r.Addrs {
 		switch {
