@@ -127,6 +127,11 @@ func TestRedisLeastPrivilege(t *testing.T) {
 					t.Errorf("%s: Redis refused the gateway's user: %v", a.Options().Addr, log)
 				}
 			}
+			// As that user, not as default (which takes any password
+			// when it has none).
+			if list := admins[0].ClientList(ctx).Val(); !strings.Contains(list, " user=dpopgate ") {
+				t.Errorf("%s: no connection as dpopgate: %s", tc.addrs[0], list)
+			}
 
 			// Nothing else: no other key, no other command.
 			u := redis.NewClient(&redis.Options{Addr: tc.addrs[0], Username: "dpopgate", Password: password})
