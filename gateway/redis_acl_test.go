@@ -74,6 +74,11 @@ func TestRedisLeastPrivilege(t *testing.T) {
 				a := redis.NewClient(&redis.Options{Addr: addr})
 				t.Cleanup(func() { a.Close() })
 				admins = append(admins, a)
+				// A user that was there before, with other rights and
+				// another password: the lines replace both.
+				if err := a.Do(ctx, "acl", "setuser", "dpopgate", "on", ">old-password", "~*", "+@all").Err(); err != nil {
+					t.Fatal(err)
+				}
 				for i, args := range readmeACL(t, password) {
 					err := a.Do(ctx, args...).Err()
 					if i == 1 && err != nil && strings.Contains(err.Error(), "client|setinfo") {
@@ -133,7 +138,13 @@ func TestRedisLeastPrivilege(t *testing.T) {
 				t.Errorf("%s: no connection as dpopgate: %s", tc.addrs[0], list)
 			}
 
-			// Nothing else: no other key, no other command.
+			// Nothing else: not the old password, no other key, no other
+			// command.
+			old := redis.NewClient(&redis.Options{Addr: tc.addrs[0], Username: "dpopgate", Password: "old-password"})
+			defer old.Close()
+			if err := old.Ping(ctx).Err(); err == nil || !strings.Contains(err.Error(), "WRONGPASS") {
+				t.Errorf("the old password: got %v, want WRONGPASS", err)
+			}
 			u := redis.NewClient(&redis.Options{Addr: tc.addrs[0], Username: "dpopgate", Password: password})
 			defer u.Close()
 			for _, args := range [][]any{
