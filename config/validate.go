@@ -204,6 +204,9 @@ func (c *Config) checkRedis(p *problems) {
 	}
 	if r.Mode == RedisSentinel {
 		required(p, "redis.master_name", r.MasterName)
+		if r.SentinelUsername != "" && r.SentinelPassword == "" {
+			p.add("redis.sentinel_username", "needs redis.sentinel_password (or DPOPGATE_REDIS_SENTINEL_PASSWORD): go-redis sends no username without a password")
+		}
 	} else {
 		for _, k := range []struct{ path, value string }{
 			{"redis.master_name", r.MasterName}, {"redis.sentinel_username", r.SentinelUsername}, {"redis.sentinel_password", r.SentinelPassword},
