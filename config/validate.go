@@ -174,6 +174,9 @@ func (c *Config) checkRedis(p *problems) {
 		verb := map[bool]string{false: "is", true: "are"}[len(users) > 1]
 		p.add("redis.url", "is required (or redis.addrs) when %s %s redis", strings.Join(users, " and "), verb)
 	}
+	if r.Username != "" && r.Password == "" && !urlHasPassword(r.URL) {
+		p.add("redis.username", "needs a password (redis.password or DPOPGATE_REDIS_PASSWORD): go-redis sends no username without a password, and the connection is default's")
+	}
 	if r.URL != "" {
 		redisURL(p, r.URL)
 		if r.DB != 0 {
@@ -275,6 +278,16 @@ func certPair(p *problems, path, cert, key string) {
 func fileExists(name string) bool {
 	fi, err := os.Stat(name)
 	return err == nil && fi.Mode().IsRegular()
+}
+
+// urlHasPassword reports whether the URL s carries a password.
+func urlHasPassword(s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return false
+	}
+	pw, _ := u.User.Password()
+	return pw != ""
 }
 
 // redisURL checks a redis:// or rediss:// URL as go-redis will read it,
