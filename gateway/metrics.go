@@ -113,9 +113,9 @@ func (m *metrics) observeIntrospection(issuer string, err error) {
 // decision and decision-limiter-alone), 0.008 of a bare round trip.
 func (m *metrics) observeRedis(c redisCall, d time.Duration, err error) {
 	m.redisOnce.Do(func() {
-		for c, op := range redisCallLabels {
-			m.redisErrorsOf[c] = m.redisErrors.WithLabelValues(op)
-			m.redisLatencyOf[c] = m.redisLatency.WithLabelValues(op)
+		for k, op := range redisCallLabels {
+			m.redisErrorsOf[k] = m.redisErrors.WithLabelValues(op)
+			m.redisLatencyOf[k] = m.redisLatency.WithLabelValues(op)
 		}
 	})
 	m.redisLatencyOf[c].Observe(d.Seconds())
