@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -39,7 +40,12 @@ type redisBackends struct {
 	metrics *metrics
 	log     *slog.Logger
 	warn    rate.Sometimes // at most one fallback warning per warnEvery
-	batch   *redisBatch    // every call goes through it
+	// evictionRead is whether a ping has gone on to read whether Redis
+	// may evict keys (warnEviction); once per process.
+	evictionRead atomic.Bool
+	server       string // how the log names the server, if not a Cluster
+
+	batch *redisBatch // every call goes through it
 }
 
 // warnEvery is how often a failure-mode warning repeats during an outage:
@@ -65,6 +71,10 @@ func (g *Gateway) useRedis(cfg *config.Config, opts Options) error {
 		metrics: g.metrics,
 		log:     g.log,
 		warn:    rate.Sometimes{Interval: warnEvery},
+		server:  o.Addrs[0],
+	}
+	if cfg.Redis.Mode == config.RedisSentinel {
+		b.server = "the primary " + cfg.Redis.MasterName + " (Sentinel)"
 	}
 	if replayOn {
 		b.replay = replay.NewRedis(b.client, cfg.Redis.Prefix)
@@ -278,5 +288,41 @@ func (b *redisBackends) ping(ctx context.Context) error {
 		err = b.client.Ping(ctx).Err()
 	}
 	b.metrics.observeRedis(opPing, time.Since(start), err)
+	if err == nil && b.evictionRead.CompareAndSwap(false, true) {
+		b.warnEviction(ctx)
+	}
 	return err
+}
+
+// warnEviction reads, with INFO memory, whether Redis may evict keys
+// (maxmemory set, and a policy other than noeviction: every key of ours
+// has an expiry, so the volatile-* policies take them too), on every
+// master of a Cluster, and warns of each server that may: an evicted
+// claim lets its proof be replayed, and an evicted bucket is a full one.
+// A server that does not answer, or refuses INFO, is left unread.
+func (b *redisBackends) warnEviction(ctx context.Context) {
+	read := func(ctx context.Context, c *redis.Client, server string) error {
+		info, err := c.Info(ctx, "memory").Result()
+		if err != nil {
+			return nil
+		}
+		var maxmemory, policy string
+		for _, line := range strings.Split(info, "\r\n") {
+			if v, ok := strings.CutPrefix(line, "maxmemory:"); ok {
+				maxmemory = v
+			} else if v, ok := strings.CutPrefix(line, "maxmemory_policy:"); ok {
+				policy = v
+			}
+		}
+		if maxmemory != "" && maxmemory != "0" && policy != "" && policy != "noeviction" {
+			b.log.Warn("Redis may evict dpopgate's keys: an evicted replay claim lets its proof be replayed, an evicted bucket starts full; set maxmemory-policy noeviction",
+				"server", server, "maxmemory", maxmemory, "maxmemory_policy", policy)
+		}
+		return nil
+	}
+	if cc, ok := b.client.(*redis.ClusterClient); ok {
+		cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return read(ctx, m, m.Options().Addr) })
+	} else if c, ok := b.client.(*redis.Client); ok {
+		read(ctx, c, b.server)
+	}
 }

@@ -18,7 +18,7 @@ const evictionWarning = "Redis may evict dpopgate's keys"
 // maxmemory and a policy other than noeviction: every key of dpopgate's
 // has an expiry, so the volatile-* policies evict them too) is named in
 // one warning, since an evicted claim lets its proof be replayed. On a
-// Cluster, every master is read.
+// Cluster, every master is read; under a Sentinel, the primary.
 func TestRedisEvictionWarning(t *testing.T) {
 	for _, tc := range []struct {
 		name, maxmemory, policy string
@@ -60,6 +60,22 @@ func TestRedisEvictionWarning(t *testing.T) {
 			}
 		})
 	}
+	t.Run("sentinel", func(t *testing.T) {
+		s := redistest.StartSentinel(t)
+		admin := redis.NewClient(&redis.Options{Addr: s.Primary.Addr()})
+		defer admin.Close()
+		for _, kv := range [][2]string{{"maxmemory", "100mb"}, {"maxmemory-policy", "allkeys-random"}} {
+			if err := admin.ConfigSet(t.Context(), kv[0], kv[1]).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e := newRedisEnv(t, "  mode: sentinel\n  master_name: "+s.MasterName+"\n  addrs: ["+s.Sentinel.Addr()+"]\n", "fail_closed", "fail_closed")
+		wantWorking(t, e, "under a Sentinel")
+		logs := e.logs.String()
+		if n := strings.Count(logs, evictionWarning); n != 1 || !strings.Contains(logs, "the primary "+s.MasterName+" (Sentinel)") {
+			t.Fatalf("%d warnings, want 1 naming the primary %s:\n%s", n, s.MasterName, logs)
+		}
+	})
 	t.Run("cluster", func(t *testing.T) {
 		cl := redistest.StartCluster(t)
 		evicting := cl.Addrs()[1]
