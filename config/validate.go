@@ -174,8 +174,13 @@ func (c *Config) checkRedis(p *problems) {
 		verb := map[bool]string{false: "is", true: "are"}[len(users) > 1]
 		p.add("redis.url", "is required (or redis.addrs) when %s %s redis", strings.Join(users, " and "), verb)
 	}
-	if r.Username != "" && r.Password == "" && !urlHasPassword(r.URL) {
-		p.add("redis.username", "needs a password (redis.password or DPOPGATE_REDIS_PASSWORD): go-redis sends no username without a password, and the connection is default's")
+	if r.Password == "" && !urlHasPassword(r.URL) {
+		switch user := urlUser(r.URL); {
+		case r.Username != "":
+			p.add("redis.username", "needs a password (redis.password or DPOPGATE_REDIS_PASSWORD): go-redis sends no username without a password, and the connection is default's")
+		case user != "" && user != "default":
+			p.add("redis.url", "names the user %s but no password (give it in the URL, redis.password or DPOPGATE_REDIS_PASSWORD): go-redis sends no username without a password, and the connection is default's", user)
+		}
 	}
 	if r.URL != "" {
 		redisURL(p, r.URL)
@@ -278,6 +283,15 @@ func certPair(p *problems, path, cert, key string) {
 func fileExists(name string) bool {
 	fi, err := os.Stat(name)
 	return err == nil && fi.Mode().IsRegular()
+}
+
+// urlUser is the user the URL s names, if any.
+func urlUser(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return ""
+	}
+	return u.User.Username()
 }
 
 // urlHasPassword reports whether the URL s carries a password.
