@@ -22,6 +22,8 @@ func TestProblemsNeverQuoteASecret(t *testing.T) {
 		{name: "fail/redis-url-user-password-slash", in: "replay: {backend: redis}\nredis:\n  url: redis://default:6379/" + word + "@redis:6379/0\n"},
 		{name: "fail/redis-url-password-question-mark", in: "replay: {backend: redis}\nredis:\n  url: redis://:1234?" + word + "@redis:6379\n"},
 		{name: "fail/redis-url-env", in: "replay: {backend: redis}\n", env: map[string]string{"DPOPGATE_REDIS_URL": "redis://:" + secret + "@redis:6379"}},
+		// A password that lost its colon: the URL names it as the user.
+		{name: "fail/redis-url-password-as-user", in: "replay: {backend: redis}\nredis:\n  url: redis://" + word + "@redis:6379/0\n"},
 		// A URL in addrs, which takes host:port.
 		{name: "fail/redis-url-in-addrs", in: "replay: {backend: redis}\nredis:\n  addrs: [\"redis://:" + word + "@redis:6379\"]\n"},
 		// A value one level too high.

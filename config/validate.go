@@ -176,10 +176,12 @@ func (c *Config) checkRedis(p *problems) {
 	}
 	if r.Password == "" && !urlHasPassword(r.URL) {
 		switch user := urlUser(r.URL); {
-		case r.Username != "":
+		case r.Username != "" && r.Username != "default":
 			p.add("redis.username", "needs a password (redis.password or DPOPGATE_REDIS_PASSWORD): go-redis sends no username without a password, and the connection is default's")
-		case user != "" && user != "default":
-			p.add("redis.url", "names the user %s but no password (give it in the URL, redis.password or DPOPGATE_REDIS_PASSWORD): go-redis sends no username without a password, and the connection is default's", user)
+		case r.Username == "" && user != "" && user != "default":
+			// Not named: redis://SECRET@host is a password that lost its
+			// colon more often than a user.
+			p.add("redis.url", "names a user but no password (a password alone is written redis://:PASSWORD@host; a user's, in the URL, redis.password or DPOPGATE_REDIS_PASSWORD): go-redis sends no username without a password, and the connection is default's")
 		}
 	}
 	if r.URL != "" {
