@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,9 +41,10 @@ type redisBackends struct {
 	metrics *metrics
 	log     *slog.Logger
 	warn    rate.Sometimes // at most one fallback warning per warnEvery
-	// evictionRead is whether a ping has gone on to read whether Redis
-	// may evict keys (warnEviction); once per process.
-	evictionRead atomic.Bool
+	// evictionMu is held while a ping goes on to read whether Redis may
+	// evict keys (warnEviction), until evictionRead: once per process.
+	evictionMu   sync.Mutex
+	evictionRead bool
 	server       string // how the log names the server, if not a Cluster
 
 	batch *redisBatch // every call goes through it
@@ -288,8 +290,15 @@ func (b *redisBackends) ping(ctx context.Context) error {
 		err = b.client.Ping(ctx).Err()
 	}
 	b.metrics.observeRedis(opPing, time.Since(start), err)
-	if err == nil && b.evictionRead.CompareAndSwap(false, true) {
-		b.warnEviction(ctx)
+	if err == nil && b.evictionMu.TryLock() { // else another /readyz reads
+		defer b.evictionMu.Unlock()
+		if !b.evictionRead {
+			// A timeout of its own: the first ping may have spent the
+			// ping's on connecting.
+			ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.timeout)
+			defer cancel()
+			b.evictionRead = b.warnEviction(ictx)
+		}
 	}
 	return err
 }
@@ -299,11 +308,24 @@ func (b *redisBackends) ping(ctx context.Context) error {
 // has an expiry, so the volatile-* policies take them too), on every
 // master of a Cluster, and warns of each server that may: an evicted
 // claim lets its proof be replayed, and an evicted bucket is a full one.
-// A server that does not answer, or refuses INFO, is left unread.
-func (b *redisBackends) warnEviction(ctx context.Context) {
+// It reports whether every server answered: a server that refuses INFO
+// (an ACL user without +info) is said so in the log and not asked again;
+// one that fails is asked again at the next ping.
+func (b *redisBackends) warnEviction(ctx context.Context) (answered bool) {
+	var mu sync.Mutex
+	answered = true
 	read := func(ctx context.Context, c *redis.Client, server string) error {
 		info, err := c.Info(ctx, "memory").Result()
 		if err != nil {
+			var refusal redis.Error
+			if errors.As(err, &refusal) {
+				b.log.Info("cannot read Redis's eviction settings: INFO memory refused (+info in dpopgate's ACL user allows it)",
+					"server", server, "error", err.Error())
+			} else {
+				mu.Lock()
+				answered = false
+				mu.Unlock()
+			}
 			return nil
 		}
 		var maxmemory, policy string
@@ -321,8 +343,11 @@ func (b *redisBackends) warnEviction(ctx context.Context) {
 		return nil
 	}
 	if cc, ok := b.client.(*redis.ClusterClient); ok {
-		cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return read(ctx, m, m.Options().Addr) })
+		if err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return read(ctx, m, m.Options().Addr) }); err != nil {
+			return false
+		}
 	} else if c, ok := b.client.(*redis.Client); ok {
 		read(ctx, c, b.server)
 	}
+	return answered
 }

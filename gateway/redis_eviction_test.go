@@ -60,6 +60,27 @@ func TestRedisEvictionWarning(t *testing.T) {
 			}
 		})
 	}
+	t.Run("INFO refused", func(t *testing.T) {
+		// A user without +info: said once, and nothing else fails.
+		srv := redistest.Start(t)
+		admin := redis.NewClient(&redis.Options{Addr: srv.Addr()})
+		defer admin.Close()
+		for _, args := range [][]any{{"config", "set", "maxmemory", "100mb"}, {"config", "set", "maxmemory-policy", "allkeys-lru"},
+			{"acl", "setuser", "gate", "reset", "on", ">pw", "~dpopgate:*", "+evalsha", "+eval", "+set", "+get", "+del", "+time", "+ping"}} {
+			if err := admin.Do(t.Context(), args...).Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e := newRedisEnv(t, oneServer(srv)+"  username: gate\n  password: pw\n", "fail_closed", "fail_closed")
+		wantWorking(t, e, "as a user without +info")
+		if status, check := readyz(t, e); status != 200 || check != "ok" {
+			t.Fatalf("readyz: got %d, redis check %q, want 200, ok", status, check)
+		}
+		logs := e.logs.String()
+		if n := strings.Count(logs, "INFO memory refused"); n != 1 || strings.Contains(logs, evictionWarning) {
+			t.Fatalf("%d notes of the refusal, want 1, and no warning:\n%s", n, logs)
+		}
+	})
 	t.Run("sentinel", func(t *testing.T) {
 		s := redistest.StartSentinel(t)
 		admin := redis.NewClient(&redis.Options{Addr: s.Primary.Addr()})
