@@ -51,36 +51,12 @@ type Server struct {
 // PING; it is stopped when the test ends.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	return start(t, t.TempDir())
+	return startServer(t, &Server{dir: t.TempDir()})
 }
 
-func start(t testing.TB, dir string, args ...string) *Server {
-	t.Helper()
-	return startConf(t, dir, "", args...)
-}
-
-// startConf starts a server from the config file conf, if not "", and
-// args, on a free port.
-func startConf(t testing.TB, dir, conf string, args ...string) *Server {
-	t.Helper()
-	return startWith(t, dir, conf, nil, args...)
-}
-
-// startWith is startConf for a server that speaks TLS only, reached with
-// tc, if tc is not nil.
-func startWith(t testing.TB, dir, conf string, tc *tls.Config, args ...string) *Server {
-	t.Helper()
-	return startServer(t, &Server{dir: dir, conf: conf, tls: tc, args: args})
-}
-
-// startAuth is startConf for a server whose default user has the password
-// auth (which args or conf must set), if not "".
-func startAuth(t testing.TB, dir, conf, auth string, args ...string) *Server {
-	t.Helper()
-	return startServer(t, &Server{dir: dir, conf: conf, auth: auth, args: args})
-}
-
-// startServer starts s, as its fields say, on a free port.
+// startServer starts s, as its fields say (its directory, a config file
+// to start from, extra arguments, TLS, the password that conf or args
+// set), on a free port.
 func startServer(t testing.TB, s *Server) *Server {
 	t.Helper()
 	if _, err := exec.LookPath("redis-server"); err != nil {
@@ -248,12 +224,12 @@ func StartCluster(t testing.TB) *Cluster {
 		}
 		// The cluster bus gets a free port of its own rather than the
 		// default port+10000, which may be taken or out of range.
-		c.Servers = append(c.Servers, start(t, dir,
+		c.Servers = append(c.Servers, startServer(t, &Server{dir: dir, args: []string{
 			"--cluster-enabled", "yes",
 			"--cluster-config-file", "nodes.conf",
 			"--cluster-port", strconv.Itoa(freePort(t)),
 			"--cluster-node-timeout", "5000",
-		))
+		}}))
 	}
 	args := append([]string{"--cluster", "create"}, c.Addrs()...)
 	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
@@ -300,22 +276,18 @@ func freePort(t testing.TB) int {
 // string, error or integer line as is ("+PONG"), a bulk string's contents.
 // It is enough for PING and CLUSTER INFO, which is all the helper needs.
 func command(addr string, args ...string) (string, error) {
-	return commandTLS(addr, nil, args...)
+	return commandTLS(addr, nil, "", args...)
 }
 
 // command is command on s, over TLS for a TLS server, authenticated for
 // one that asks for a password.
 func (s *Server) command(args ...string) (string, error) {
-	return commandAuth(s.Addr(), s.tls, s.auth, args...)
+	return commandTLS(s.Addr(), s.tls, s.auth, args...)
 }
 
-// commandTLS is command over TLS with tc, or plain TCP if tc is nil.
-func commandTLS(addr string, tc *tls.Config, args ...string) (string, error) {
-	return commandAuth(addr, tc, "", args...)
-}
-
-// commandAuth is commandTLS after AUTH password, unless password is "".
-func commandAuth(addr string, tc *tls.Config, password string, args ...string) (string, error) {
+// commandTLS is command over TLS with tc, or plain TCP if tc is nil,
+// after AUTH password unless password is "".
+func commandTLS(addr string, tc *tls.Config, password string, args ...string) (string, error) {
 	d := &net.Dialer{Timeout: time.Second}
 	var conn net.Conn
 	var err error
@@ -408,8 +380,9 @@ func StartSentinelAuth(t testing.TB, password, sentinelPassword string) *Sentine
 	if password != "" {
 		auth = []string{"--requirepass", password, "--masterauth", password}
 	}
-	s.Primary = startAuth(t, dir("primary"), "", password, auth...)
-	s.Replica = startAuth(t, dir("replica"), "", password, append(auth, "--replicaof", "127.0.0.1", strconv.Itoa(s.Primary.port))...)
+	s.Primary = startServer(t, &Server{dir: dir("primary"), auth: password, args: auth})
+	s.Replica = startServer(t, &Server{dir: dir("replica"), auth: password,
+		args: append(auth, "--replicaof", "127.0.0.1", strconv.Itoa(s.Primary.port))})
 	waitInfo(t, s.Replica, "replication", "master_link_status:up")
 	sdir := dir("sentinel")
 	conf := filepath.Join(sdir, "sentinel.conf") // the Sentinel rewrites it
@@ -425,7 +398,7 @@ func StartSentinelAuth(t testing.TB, password, sentinelPassword string) *Sentine
 	if err := os.WriteFile(conf, []byte(monitor), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.Sentinel = startAuth(t, sdir, conf, sentinelPassword, "--sentinel")
+	s.Sentinel = startServer(t, &Server{dir: sdir, conf: conf, auth: sentinelPassword, args: []string{"--sentinel"}})
 	waitInfo(t, s.Sentinel, "sentinel", "address="+s.Primary.Addr()+",slaves=1,")
 	return s
 }

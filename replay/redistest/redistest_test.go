@@ -60,7 +60,7 @@ func TestStartTLS(t *testing.T) {
 		t.Errorf("PING in plain text: got an answer, want none (TLS only)")
 	}
 	noCert := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: f.pool}
-	if got, err := commandTLS(s.Addr(), noCert, "PING"); err == nil {
+	if got, err := commandTLS(s.Addr(), noCert, "", "PING"); err == nil {
 		t.Errorf("PING over TLS without a client certificate: got %q, want a refusal", got)
 	}
 }

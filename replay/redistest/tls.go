@@ -96,8 +96,8 @@ func StartTLS(t testing.TB) (*Server, TLSFiles) {
 	dir := t.TempDir()
 	f := NewTLSFiles(t, dir)
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: f.pool, Certificates: []tls.Certificate{f.client}}
-	s := startWith(t, dir, "", tc,
+	s := startServer(t, &Server{dir: dir, tls: tc, args: []string{
 		"--tls-cert-file", f.ServerCert, "--tls-key-file", f.ServerKey,
-		"--tls-ca-cert-file", f.CA, "--tls-auth-clients", "yes")
+		"--tls-ca-cert-file", f.CA, "--tls-auth-clients", "yes"}})
 	return s, f
 }
