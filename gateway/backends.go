@@ -312,20 +312,16 @@ func (b *redisBackends) ping(ctx context.Context) error {
 // (an ACL user without +info) is said so in the log and not asked again;
 // one that fails is asked again at the next ping.
 func (b *redisBackends) warnEviction(ctx context.Context) (answered bool) {
-	var mu sync.Mutex
-	answered = true
+	// read returns an error only for a server to ask again.
 	read := func(ctx context.Context, c *redis.Client, server string) error {
 		info, err := c.Info(ctx, "memory").Result()
 		if err != nil {
 			var refusal redis.Error
-			if errors.As(err, &refusal) {
-				b.log.Info("cannot read Redis's eviction settings: INFO memory refused (+info in dpopgate's ACL user allows it)",
-					"server", server, "error", err.Error())
-			} else {
-				mu.Lock()
-				answered = false
-				mu.Unlock()
+			if !errors.As(err, &refusal) {
+				return err
 			}
+			b.log.Info("cannot read Redis's eviction settings: INFO memory refused (+info in dpopgate's ACL user allows it)",
+				"server", server, "error", err.Error())
 			return nil
 		}
 		var maxmemory, policy string
@@ -343,11 +339,11 @@ func (b *redisBackends) warnEviction(ctx context.Context) (answered bool) {
 		return nil
 	}
 	if cc, ok := b.client.(*redis.ClusterClient); ok {
-		if err := cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return read(ctx, m, m.Options().Addr) }); err != nil {
-			return false
-		}
-	} else if c, ok := b.client.(*redis.Client); ok {
-		read(ctx, c, b.server)
+		// Every master is read, whichever fail.
+		return cc.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error { return read(ctx, m, m.Options().Addr) }) == nil
 	}
-	return answered
+	if c, ok := b.client.(*redis.Client); ok {
+		return read(ctx, c, b.server) == nil
+	}
+	return true
 }
